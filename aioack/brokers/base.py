@@ -1,0 +1,267 @@
+"""The Broker interface: moving bytes and settling deliveries.
+
+A broker knows nothing about tasks, retries or results. It moves opaque bodies
+between queues and settles the deliveries the worker holds. The worker's
+AckManager decides *what* to do with a delivery; the broker does it, atomically
+where the broker can.
+
+Settle methods (ack, requeue, release, retry, dead_letter) are called at most
+once per delivery: the AckManager guarantees it, so brokers need not.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Delivery:
+    """One receipt of a message by one consumer.
+
+    ``handle`` is broker-private (a stream entry id and consumer name, or a
+    channel generation and delivery tag); only the broker that made the
+    delivery may read it.
+    """
+
+    queue: str
+    body: bytes
+    #: 1 on the first delivery; +1 each time the broker hands it out again.
+    delivery_count: int
+    #: The broker handed this message out before and never saw it settled.
+    redelivered: bool
+    handle: object
+    received_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message removed from its queue for good, with why."""
+
+    queue: str
+    #: Short, stable cause: malformed, too_large, unknown_task, invalid_arguments,
+    #: failed, timeout, rejected, delivery_limit, worker_lost, expired.
+    reason: str
+    body: bytes
+    detail: str = ""
+    #: ``"ValueError: boom"`` for task failures, else None.
+    error: str | None = None
+    traceback: str | None = None
+    delivery_count: int = 1
+    #: The task attempt that failed, when the body could be decoded.
+    attempt: int | None = None
+    message_id: str | None = None
+    dead_lettered_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """How many messages a queue holds, by state."""
+
+    ready: int
+    delayed: int
+    unacked: int
+    dead: int
+
+    @property
+    def pending(self) -> int:
+        """Messages that still have to run: ready + delayed + unacked."""
+        return self.ready + self.delayed + self.unacked
+
+
+class Consumer(ABC):
+    """A subscription to one or more queues, bounded by ``prefetch``.
+
+    The broker never hands this consumer more than ``prefetch`` unsettled
+    deliveries at once; settling a delivery frees its place.
+    """
+
+    @abstractmethod
+    async def get(self, timeout_s: float) -> Delivery | None:
+        """Wait up to ``timeout_s`` for the next delivery; None when none came.
+
+        Raises:
+            BrokerUnavailable: the connection is down (the worker retries).
+        """
+
+    @abstractmethod
+    async def cancel(self) -> None:
+        """Stop receiving new deliveries. Held ones stay settleable.
+
+        Deliveries the broker had pushed but ``get()`` had not yet returned
+        are handed back at once.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Cancel, then give every still-unsettled delivery back to the broker."""
+
+
+class Broker(ABC):
+    """Moves bodies between queues and settles deliveries.
+
+    Every method translates its client library's errors into aioack's tree
+    (``raise BrokerUnavailable(...) from exc``); nothing else escapes.
+    """
+
+    #: How often (seconds) the AckManager calls ``extend`` on held deliveries.
+    lease_check_interval_s: float = 1.0
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections. Idempotent.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close consumers and connections. Idempotent; never raises."""
+
+    @abstractmethod
+    async def declare(self, queues: Sequence[str]) -> None:
+        """Create the queues (and their delay and dead-letter parts). Idempotent.
+
+        Raises:
+            BrokerUnavailable, ConfigurationError (a queue exists with other settings).
+        """
+
+    @abstractmethod
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, delay_s: float = 0.0
+    ) -> None:
+        """Put ``body`` on ``queue``, ready after ``delay_s`` seconds.
+
+        Returns only once the broker holds the message (confirmed, durable as
+        configured). A delay is held by the broker, never by a worker.
+
+        Raises:
+            BrokerUnavailable, PublishFailed.
+        """
+
+    async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Publish ``(message_id, body)`` pairs; brokers override to batch.
+
+        Raises:
+            BrokerUnavailable, PublishFailed.
+        """
+        for message_id, body in items:
+            await self.publish(queue, body, message_id=message_id)
+
+    @abstractmethod
+    async def consume(self, queues: Sequence[str], *, prefetch: int) -> Consumer:
+        """Subscribe to ``queues`` with at most ``prefetch`` unsettled deliveries.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def ack(self, delivery: Delivery) -> None:
+        """Remove the message for good (it ran, or it is not to run again).
+
+        Raises:
+            StaleDelivery (LeaseLost): this consumer no longer owns it.
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def requeue(self, delivery: Delivery) -> None:
+        """Put the message back at once, counted as a delivery (``Reject(requeue=True)``,
+        a run cancelled at the shutdown deadline).
+
+        Raises:
+            StaleDelivery, BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def release(self, delivery: Delivery) -> None:
+        """Hand back a delivery that never started (shutdown), for another worker now.
+
+        Brokers that can should not count this as a delivery attempt.
+
+        Raises:
+            StaleDelivery, BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def retry(self, delivery: Delivery, body: bytes, *, delay_s: float) -> None:
+        """Publish ``body`` (the next attempt) after ``delay_s``, then ack ``delivery``.
+
+        Atomic where the broker can; otherwise publish-confirmed first, so a
+        crash in between duplicates and never loses.
+
+        Raises:
+            StaleDelivery, BrokerUnavailable, PublishFailed.
+        """
+
+    @abstractmethod
+    async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
+        """Move the delivery's message to its queue's dead-letter store, with ``letter``.
+
+        Raises:
+            StaleDelivery, BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        """Store ``letter`` in ``letter.queue``'s dead-letter store (early-ack failures).
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Renew the leases of held deliveries; return those this consumer lost.
+
+        Brokers without leases only report the deliveries that went stale
+        (their consumer or channel is gone).
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """Read (not remove) up to ``limit`` dead letters of ``queue``, oldest first.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def stats(self, queue: str) -> QueueStats:
+        """Count the queue's messages by state.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def delete(self, queues: Sequence[str]) -> None:
+        """Remove queues with their delayed and dead-lettered messages (tests, tooling).
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    async def preflight(self, time_limits_s: Mapping[str, float | None]) -> list[str]:
+        """Check the broker's settings against the tasks' ``time_limit`` s.
+
+        Returns warnings to log at worker start.
+
+        Raises:
+            ConfigurationError: a setting cannot work; the message says what to change.
+        """
+        return []
+
+    async def __aenter__(self) -> Broker:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,259 @@
+"""MemoryBroker: an in-process broker with the semantics of a real one.
+
+It is the test vehicle and the embedded default. It is faithful where it
+matters to the ack contract: a consumer never holds more than ``prefetch``
+unsettled deliveries; deliveries left unsettled when their consumer closes
+come back redelivered with their delivery count raised; delays are held by
+the broker; each queue has a dead-letter store. It keeps nothing on disk: a
+process exit loses what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.errors import BrokerUnavailable, ConfigurationError, StaleDelivery
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    queue: str
+    body: bytes
+    message_id: str
+    #: Deliveries counted so far (release() does not count).
+    deliveries: int = 0
+    redelivered: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Handle:
+    consumer: _MemoryConsumer
+    entry: _Entry
+
+
+class MemoryBroker(Broker):
+    """In-process broker. ``clock`` (seconds, monotonic) is injectable for delay tests."""
+
+    lease_check_interval_s = 0.5
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ready: dict[str, deque[_Entry]] = {}
+        self._delayed: list[tuple[float, int, _Entry]] = []
+        self._dead: dict[str, list[DeadLetter]] = {}
+        self._consumers: set[_MemoryConsumer] = set()
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+        self._open = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> MemoryBroker:
+        """``memory://`` takes no options; a typo is refused, not ignored."""
+        query = urlsplit(url).query
+        if options or query:
+            raise ConfigurationError(f"memory:// takes no options, got {query or options!r}")
+        return cls()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def connect(self) -> None:
+        self._open = True
+
+    async def aclose(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.close()
+        self._open = False
+
+    async def declare(self, queues: Sequence[str]) -> None:
+        self._check_open()
+        for queue in queues:
+            self._ready.setdefault(queue, deque())
+            self._dead.setdefault(queue, [])
+
+    async def delete(self, queues: Sequence[str]) -> None:
+        for queue in queues:
+            self._ready.pop(queue, None)
+            self._dead.pop(queue, None)
+        self._delayed = [d for d in self._delayed if d[2].queue not in queues]
+        heapq.heapify(self._delayed)
+
+    # -- producing ---------------------------------------------------------
+
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, delay_s: float = 0.0
+    ) -> None:
+        self._check_open()
+        self._put(_Entry(queue, body, message_id), delay_s)
+
+    def _put(self, entry: _Entry, delay_s: float, *, front: bool = False) -> None:
+        if delay_s > 0:
+            heapq.heappush(self._delayed, (self._clock() + delay_s, next(self._seq), entry))
+        elif front:
+            self._ready.setdefault(entry.queue, deque()).appendleft(entry)
+        else:
+            self._ready.setdefault(entry.queue, deque()).append(entry)
+        self._notify()
+
+    def _promote_due(self) -> float | None:
+        """Move due delayed entries to their queues; return seconds to the next one."""
+        now = self._clock()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, entry = heapq.heappop(self._delayed)
+            self._ready.setdefault(entry.queue, deque()).append(entry)
+        return self._delayed[0][0] - now if self._delayed else None
+
+    # -- consuming ---------------------------------------------------------
+
+    async def consume(self, queues: Sequence[str], *, prefetch: int) -> Consumer:
+        self._check_open()
+        if prefetch < 1:
+            raise ValueError("prefetch must be >= 1")
+        await self.declare(queues)
+        consumer = _MemoryConsumer(self, tuple(queues), prefetch)
+        self._consumers.add(consumer)
+        return consumer
+
+    def _take(self, queues: Sequence[str]) -> _Entry | None:
+        for queue in queues:
+            ready = self._ready.get(queue)
+            if ready:
+                return ready.popleft()
+        return None
+
+    async def _wait_change(self, timeout_s: float) -> None:
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), timeout=max(timeout_s, 0.0))
+        except TimeoutError:
+            pass
+
+    def _notify(self) -> None:
+        # A fresh event per change: every waiter wakes once, none misses one.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- settling ----------------------------------------------------------
+
+    def _settle(self, delivery: Delivery) -> _Entry:
+        handle = delivery.handle
+        if not isinstance(handle, _Handle) or not handle.consumer.drop(handle.entry):
+            raise StaleDelivery(f"delivery on {delivery.queue!r} is no longer held here")
+        self._notify()
+        return handle.entry
+
+    async def ack(self, delivery: Delivery) -> None:
+        self._settle(delivery)
+
+    async def requeue(self, delivery: Delivery) -> None:
+        entry = self._settle(delivery)
+        entry.redelivered = True
+        self._put(entry, 0.0, front=True)
+
+    async def release(self, delivery: Delivery) -> None:
+        entry = self._settle(delivery)
+        entry.deliveries -= 1  # never started: not an attempt
+        self._put(entry, 0.0, front=True)
+
+    async def retry(self, delivery: Delivery, body: bytes, *, delay_s: float) -> None:
+        entry = self._settle(delivery)
+        self._put(_Entry(entry.queue, body, entry.message_id), delay_s)
+
+    async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
+        self._settle(delivery)
+        self._dead.setdefault(letter.queue, []).append(letter)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        self._check_open()
+        self._dead.setdefault(letter.queue, []).append(letter)
+
+    async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        return [d for d in deliveries if not _is_held(d)]
+
+    # -- inspection --------------------------------------------------------
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        return list(self._dead.get(queue, [])[:limit])
+
+    async def stats(self, queue: str) -> QueueStats:
+        self._promote_due()
+        return QueueStats(
+            ready=len(self._ready.get(queue, ())),
+            delayed=sum(1 for _, _, e in self._delayed if e.queue == queue),
+            unacked=sum(c.held_on(queue) for c in self._consumers),
+            dead=len(self._dead.get(queue, ())),
+        )
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise BrokerUnavailable("memory broker is not connected; call connect() first")
+
+
+def _is_held(delivery: Delivery) -> bool:
+    handle = delivery.handle
+    return isinstance(handle, _Handle) and handle.consumer.holds(handle.entry)
+
+
+class _MemoryConsumer(Consumer):
+    def __init__(self, broker: MemoryBroker, queues: tuple[str, ...], prefetch: int) -> None:
+        self._broker = broker
+        self._queues = queues
+        self._prefetch = prefetch
+        self._held: dict[int, _Entry] = {}
+        self._receiving = True
+
+    async def get(self, timeout_s: float) -> Delivery | None:
+        broker = self._broker
+        deadline = time.monotonic() + timeout_s
+        while self._receiving:
+            next_due_s = broker._promote_due()
+            if len(self._held) < self._prefetch:
+                entry = broker._take(self._queues)
+                if entry is not None:
+                    return self._deliver(entry)
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return None
+            wait_s = remaining_s if next_due_s is None else min(remaining_s, next_due_s)
+            await broker._wait_change(wait_s)
+        return None
+
+    def _deliver(self, entry: _Entry) -> Delivery:
+        entry.deliveries += 1
+        self._held[id(entry)] = entry
+        return Delivery(
+            queue=entry.queue,
+            body=entry.body,
+            delivery_count=entry.deliveries,
+            redelivered=entry.redelivered,
+            handle=_Handle(self, entry),
+        )
+
+    def drop(self, entry: _Entry) -> bool:
+        return self._held.pop(id(entry), None) is not None
+
+    def holds(self, entry: _Entry) -> bool:
+        return self._held.get(id(entry)) is entry
+
+    def held_on(self, queue: str) -> int:
+        return sum(1 for e in self._held.values() if e.queue == queue)
+
+    async def cancel(self) -> None:
+        self._receiving = False
+        self._broker._notify()
+
+    async def close(self) -> None:
+        await self.cancel()
+        # Like a closed AMQP channel: what was never settled comes back, redelivered.
+        for entry in reversed(list(self._held.values())):
+            entry.redelivered = True
+            self._broker._put(entry, 0.0, front=True)
+        self._held.clear()
+        self._broker._consumers.discard(self)

@@ -1,0 +1,118 @@
+"""The failure model of aioack, drawn in one place.
+
+Exception tree (everything aioack raises on purpose derives from AioackError)::
+
+    AioackError
+    ├── ConfigurationError      bad settings, caught at start-up / call site
+    ├── InvalidArguments        delay()/apply_async() arguments do not fit the task
+    ├── MessageTooLarge         an encoded message is over max_message_bytes
+    ├── UnknownTask             no task registered under a name
+    ├── MalformedMessage        a body that is not a valid aioack envelope
+    ├── BrokerError             anything a broker client raised, translated
+    │   ├── BrokerUnavailable   the broker cannot be reached (connect, I/O)
+    │   └── PublishFailed       the broker did not take a message (no confirm, returned)
+    ├── DeliveryError           a settle that must not (or could not) happen
+    │   ├── AlreadySettled      a second settle of one delivery (refused in-process)
+    │   └── StaleDelivery       this worker no longer owns the delivery
+    │       └── LeaseLost       Redis: the lease ran out and another consumer took it
+    └── TimeLimitExceeded       a task ran past its time_limit (raised into the outcome)
+
+Control flow lives *outside* the error root, the way anyio keeps ``WouldBlock``
+apart: ``except AioackError`` in user code never swallows a ``Retry`` or a
+``Reject`` raised by a task.
+"""
+
+from __future__ import annotations
+
+
+class AioackError(Exception):
+    """Base class of every error aioack raises on purpose."""
+
+
+class ConfigurationError(AioackError):
+    """Raised when settings cannot work; the message says what to change."""
+
+
+class InvalidArguments(AioackError, TypeError):
+    """Raised at the call site when arguments do not fit the task's signature."""
+
+
+class MessageTooLarge(AioackError, ValueError):
+    """Raised when an encoded message is larger than ``max_message_bytes``."""
+
+
+class UnknownTask(AioackError, LookupError):
+    """Raised when no task is registered under the given name."""
+
+
+class MalformedMessage(AioackError, ValueError):
+    """Raised when a body is not a valid aioack envelope (undecodable, wrong shape)."""
+
+
+class BrokerError(AioackError):
+    """Raised when the broker client failed; the original is the ``__cause__``."""
+
+
+class BrokerUnavailable(BrokerError, ConnectionError):
+    """Raised when the broker cannot be reached or the connection dropped."""
+
+
+class PublishFailed(BrokerError):
+    """Raised when the broker did not confirm that a message sits in a queue."""
+
+
+class DeliveryError(AioackError):
+    """Raised when a delivery cannot be settled as asked."""
+
+
+class AlreadySettled(DeliveryError):
+    """Raised when a delivery that was already settled is settled again.
+
+    The AckManager refuses the second settle in-process; it never reaches a broker.
+    """
+
+
+class StaleDelivery(DeliveryError):
+    """Raised when this worker no longer owns a delivery (closed channel, closed consumer).
+
+    The broker redelivers such a message; settling it here would be wrong.
+    """
+
+
+class LeaseLost(StaleDelivery):
+    """Raised when a lease-based broker (Redis) finds another consumer holds the entry."""
+
+
+class TimeLimitExceeded(AioackError, TimeoutError):
+    """Raised into a task's outcome when it ran longer than its ``time_limit``.
+
+    List it in ``autoretry_for`` to retry timeouts.
+    """
+
+
+class Retry(Exception):  # noqa: N818 - Celery's name, on purpose
+    """Raise inside a task to run it again later.
+
+    ``countdown`` (seconds) overrides the task's backoff policy for this retry.
+    Not an AioackError: ``except AioackError`` must never swallow it.
+    """
+
+    def __init__(self, countdown: float | None = None, *, reason: str = "") -> None:
+        if countdown is not None and countdown < 0:
+            raise ValueError("Retry countdown must be >= 0 seconds")
+        self.countdown = countdown
+        self.reason = reason
+        super().__init__(reason or "retry requested")
+
+
+class Reject(Exception):  # noqa: N818 - Celery's name, on purpose
+    """Raise inside a task to refuse its message.
+
+    ``requeue=True`` puts it back on the queue (counted against
+    ``delivery_limit``); ``requeue=False`` dead-letters it with ``reason``.
+    """
+
+    def __init__(self, reason: str = "rejected", *, requeue: bool = False) -> None:
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(reason)

@@ -1,0 +1,60 @@
+"""Fixtures. ``broker_kind`` parametrizes the contract suite over every broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from aioack.brokers import Broker, MemoryBroker, broker_from_url
+from tests.support import AMQP_URL, REDIS_URL, require_service, unique
+
+#: Each broker joins the contract suite by appearing here.
+BROKER_KINDS = ["memory"]
+
+#: Options that make a broker's timings fit a test run (short leases, fast polls).
+TEST_BROKER_OPTIONS: dict[str, dict[str, object]] = {}
+
+
+def broker_url(kind: str) -> str:
+    if kind == "memory":
+        return "memory://"
+    url = {"redis": REDIS_URL, "rabbitmq": AMQP_URL}[kind]
+    require_service(url)
+    return url
+
+
+def make_broker(kind: str, **options: object) -> Broker:
+    if kind == "memory":
+        return MemoryBroker()
+    merged = {**TEST_BROKER_OPTIONS.get(kind, {}), **options}
+    return broker_from_url(broker_url(kind), **merged)
+
+
+@pytest.fixture(params=BROKER_KINDS)
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def broker(broker_kind: str) -> AsyncIterator[Broker]:
+    b = make_broker(broker_kind)
+    await b.connect()
+    try:
+        yield b
+    finally:
+        await b.aclose()
+
+
+@pytest.fixture
+async def new_queue(broker: Broker) -> AsyncIterator[Callable[[], str]]:
+    """Unique queue names isolate tests (no FLUSHALL); they are deleted afterwards."""
+    created: list[str] = []
+
+    def make() -> str:
+        created.append(unique("q"))
+        return created[-1]
+
+    yield make
+    if created:
+        await broker.delete(created)
