@@ -90,7 +90,7 @@ class TimeLimitExceeded(AioackError, TimeoutError):
     """
 
 
-class Retry(Exception):  # noqa: N818 - Celery's name, on purpose
+class Retry(Exception):
     """Raise inside a task to run it again later.
 
     ``countdown`` (seconds) overrides the task's backoff policy for this retry.
@@ -105,7 +105,7 @@ class Retry(Exception):  # noqa: N818 - Celery's name, on purpose
         super().__init__(reason or "retry requested")
 
 
-class Reject(Exception):  # noqa: N818 - Celery's name, on purpose
+class Reject(Exception):
     """Raise inside a task to refuse its message.
 
     ``requeue=True`` puts it back on the queue (counted against

@@ -11,6 +11,7 @@ process exit loses what it holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -130,10 +131,8 @@ class MemoryBroker(Broker):
 
     async def _wait_change(self, timeout_s: float) -> None:
         event = self._changed
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=max(timeout_s, 0.0))
-        except TimeoutError:
-            pass
 
     def _notify(self) -> None:
         # A fresh event per change: every waiter wakes once, none misses one.

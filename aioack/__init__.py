@@ -1,0 +1,55 @@
+"""aioack: an asyncio-native task queue with acknowledgement done right."""
+
+from aioack.app import App
+from aioack.brokers import Broker, DeadLetter, MemoryBroker, broker_from_url
+from aioack.errors import (
+    AioackError,
+    AlreadySettled,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigurationError,
+    DeliveryError,
+    InvalidArguments,
+    LeaseLost,
+    MalformedMessage,
+    MessageTooLarge,
+    PublishFailed,
+    Reject,
+    Retry,
+    StaleDelivery,
+    TimeLimitExceeded,
+    UnknownTask,
+)
+from aioack.task import AsyncResult, Task, TaskContext
+from aioack.worker import Worker, WorkerSettings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AioackError",
+    "AlreadySettled",
+    "App",
+    "AsyncResult",
+    "Broker",
+    "BrokerError",
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "DeadLetter",
+    "DeliveryError",
+    "InvalidArguments",
+    "LeaseLost",
+    "MalformedMessage",
+    "MemoryBroker",
+    "MessageTooLarge",
+    "PublishFailed",
+    "Reject",
+    "Retry",
+    "StaleDelivery",
+    "Task",
+    "TaskContext",
+    "TimeLimitExceeded",
+    "UnknownTask",
+    "Worker",
+    "WorkerSettings",
+    "broker_from_url",
+]

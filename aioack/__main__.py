@@ -1,0 +1,3 @@
+from aioack.cli import main
+
+raise SystemExit(main())

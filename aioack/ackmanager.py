@@ -1,0 +1,267 @@
+"""AckManager: every delivery from receipt to settlement, settled exactly once.
+
+It carries out the Actions that ``decide()``/``admit()`` choose, refuses a
+second settle in-process, renews leases of held deliveries on a heartbeat,
+and notices deliveries this worker no longer owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aioack.brokers.base import Broker, DeadLetter, Delivery
+from aioack.decide import Action, ActionKind
+from aioack.errors import AlreadySettled, BrokerError, BrokerUnavailable, LeaseLost, StaleDelivery
+from aioack.message import Message
+
+logger = logging.getLogger("aioack.worker")
+
+#: Backoff (seconds) between attempts to settle while the broker is unreachable.
+SETTLE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass(eq=False, slots=True)
+class Held:
+    """One delivery this worker holds, and what is known of it."""
+
+    delivery: Delivery
+    message: Message | None = None
+    #: The broker was told (ack/requeue/...) or the delivery was lost: never again.
+    settled: bool = False
+    #: This worker no longer owns the delivery (lease lost, channel gone).
+    lost: bool = False
+    started_at: float | None = None
+    run: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        if self.message is None:
+            return f"<undecodable>[{self.delivery.queue}]"
+        return f"{self.message.task}[{self.message.id}]"
+
+    @property
+    def attempt(self) -> int | None:
+        return self.message.attempt if self.message else None
+
+
+class AckManager:
+    """Owns held deliveries and settles each once, through the broker."""
+
+    def __init__(self, broker: Broker, *, on_lost: Callable[[Held], None]) -> None:
+        self._broker = broker
+        self._on_lost = on_lost
+        self._held: dict[int, Held] = {}
+
+    def receive(self, delivery: Delivery) -> Held:
+        held = Held(delivery)
+        self._held[id(held)] = held
+        return held
+
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
+
+    async def ack_early(self, held: Held) -> None:
+        """Ack before the run finishes (``acks_late=False`` or ``ctx.ack()``).
+
+        Raises:
+            AlreadySettled: it was settled before.
+        """
+        self._claim(held)
+        await self._call(held, ActionKind.ACK, lambda: self._broker.ack(held.delivery))
+        logger.info("task %s attempt %s acked early", held.label, held.attempt)
+
+    async def settle(
+        self,
+        held: Held,
+        action: Action,
+        *,
+        retry_body: bytes | None = None,
+        error: BaseException | None = None,
+        traceback_text: str | None = None,
+    ) -> None:
+        """Carry out ``action`` for ``held``; the delivery is forgotten afterwards.
+
+        A delivery already settled (early ack) gets copy-based actions only:
+        a retry publishes, a dead letter is added; the delivery is not touched.
+
+        Raises:
+            AlreadySettled: a delivery-touching action on a settled delivery.
+        """
+        try:
+            if action.kind is ActionKind.NOTHING:
+                pass
+            elif held.settled and not held.lost:
+                await self._settle_copy(held, action, retry_body, error, traceback_text)
+            elif not held.lost:
+                self._claim(held)
+                await self._call(
+                    held,
+                    action.kind,
+                    self._operation(held, action, retry_body, error, traceback_text),
+                )
+            self._log_settled(held, action, error)
+        finally:
+            self._held.pop(id(held), None)
+
+    def _claim(self, held: Held) -> None:
+        if held.settled:
+            raise AlreadySettled(f"delivery of {held.label} was settled already")
+        held.settled = True
+
+    def _operation(
+        self,
+        held: Held,
+        action: Action,
+        retry_body: bytes | None,
+        error: BaseException | None,
+        traceback_text: str | None,
+    ) -> Callable[[], object]:
+        broker, delivery = self._broker, held.delivery
+        kind = action.kind
+        if kind is ActionKind.ACK:
+            return lambda: broker.ack(delivery)
+        if kind is ActionKind.REQUEUE:
+            return lambda: broker.requeue(delivery)
+        if kind is ActionKind.RELEASE:
+            return lambda: broker.release(delivery)
+        if kind is ActionKind.RETRY:
+            body = _require(retry_body, "retry needs the next attempt's body")
+            return lambda: broker.retry(delivery, body, delay_s=action.delay_s)
+        letter = self._letter(held, action, error, traceback_text)
+        return lambda: broker.dead_letter(delivery, letter)
+
+    async def _settle_copy(
+        self,
+        held: Held,
+        action: Action,
+        retry_body: bytes | None,
+        error: BaseException | None,
+        traceback_text: str | None,
+    ) -> None:
+        if action.kind is ActionKind.RETRY:
+            body = _require(retry_body, "retry needs the next attempt's body")
+            message_id = held.message.id if held.message else ""
+            await self._broker.publish(
+                held.delivery.queue, body, message_id=message_id, delay_s=action.delay_s
+            )
+        elif action.kind is ActionKind.DEAD_LETTER:
+            await self._broker.add_dead_letter(self._letter(held, action, error, traceback_text))
+        else:
+            raise AlreadySettled(f"cannot {action.kind.value} {held.label}: acked already")
+
+    async def _call(self, held: Held, kind: ActionKind, operation: Callable[[], object]) -> None:
+        """Run a settle operation, riding out short broker outages.
+
+        A stale delivery is not an error here: the broker redelivers it, and
+        settling it on another channel or consumer would be wrong.
+        """
+        for delay_s in (*SETTLE_RETRY_DELAYS_S, None):
+            try:
+                await operation()  # type: ignore[misc]
+                return
+            except StaleDelivery as exc:
+                held.lost = True
+                word = "lease" if isinstance(exc, LeaseLost) else "delivery"
+                logger.warning(
+                    "task %s lost its %s before %s; the broker will redeliver it (%s)",
+                    held.label,
+                    word,
+                    kind.value,
+                    exc,
+                )
+                return
+            except BrokerUnavailable as exc:
+                if delay_s is None:
+                    held.lost = True
+                    logger.error(
+                        "task %s could not %s: %s; it will be redelivered",
+                        held.label,
+                        kind.value,
+                        exc,
+                    )
+                    return
+                await asyncio.sleep(delay_s)
+
+    def _letter(
+        self,
+        held: Held,
+        action: Action,
+        error: BaseException | None,
+        traceback_text: str | None,
+    ) -> DeadLetter:
+        delivery, message = held.delivery, held.message
+        return DeadLetter(
+            queue=delivery.queue,
+            reason=action.reason,
+            body=delivery.body,
+            detail=action.detail,
+            error=f"{type(error).__name__}: {error}" if error is not None else None,
+            traceback=traceback_text,
+            delivery_count=delivery.delivery_count,
+            attempt=message.attempt if message else None,
+            message_id=message.id if message else None,
+        )
+
+    def _log_settled(self, held: Held, action: Action, error: BaseException | None) -> None:
+        elapsed = f"{time.monotonic() - held.started_at:.3f}s" if held.started_at else "-"
+        what = _describe(action, held)
+        if action.kind is ActionKind.DEAD_LETTER:
+            logger.error("task %s attempt %s %s after %s", held.label, held.attempt, what, elapsed)
+        else:
+            logger.info("task %s attempt %s %s after %s", held.label, held.attempt, what, elapsed)
+
+    # -- leases ------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Renew leases until cancelled; report deliveries this worker lost."""
+        while True:
+            await asyncio.sleep(self._broker.lease_check_interval_s)
+            await self.renew_once()
+
+    async def renew_once(self) -> None:
+        held = [h for h in self._held.values() if not h.settled]
+        if not held:
+            return
+        try:
+            lost = await self._broker.extend([h.delivery for h in held])
+        except BrokerError as exc:
+            logger.warning("could not renew %d leases: %s", len(held), exc)
+            return
+        lost_ids = {id(d) for d in lost}
+        for h in held:
+            if id(h.delivery) in lost_ids and not h.settled:
+                h.lost = h.settled = True
+                logger.warning(
+                    "task %s lost its delivery (lease or channel); it will be redelivered", h.label
+                )
+                with contextlib.suppress(Exception):
+                    self._on_lost(h)
+
+
+def _describe(action: Action, held: Held) -> str:
+    kind = action.kind
+    if held.lost:
+        return "not settled: delivery lost"
+    if kind is ActionKind.ACK:
+        return "acked"
+    if kind is ActionKind.RETRY:
+        return f"retry in {action.delay_s:.2f}s"
+    if kind is ActionKind.DEAD_LETTER:
+        return f"dead-lettered: {action.reason}" + (f" ({action.detail})" if action.detail else "")
+    if kind is ActionKind.REQUEUE:
+        return "requeued"
+    if kind is ActionKind.RELEASE:
+        return "handed back"
+    return "done (settled earlier)"
+
+
+def _require(value: bytes | None, message: str) -> bytes:
+    if value is None:
+        raise ValueError(message)
+    return value

@@ -1,0 +1,174 @@
+"""App: the task registry and the producer side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
+
+from pydantic import ValidationError
+
+from aioack.brokers import Broker, broker_from_url
+from aioack.errors import ConfigurationError, UnknownTask
+from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
+from aioack.options import TaskOptions
+from aioack.task import Task, TaskContext
+
+if TYPE_CHECKING:
+    from aioack.worker import Worker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The broker an App uses when given none: in-process, no server, not durable.
+EMBEDDED_BROKER_URL = "memory://"
+
+
+class App:
+    """Registry of tasks plus the broker handle producers publish through.
+
+    ``broker`` is a URL (``memory://``, ``redis://``, ``amqp://`` ...) or a
+    Broker instance; ``broker_options`` override the URL's query. With no
+    broker, the embedded in-process broker is used (the CLI first reads
+    ``AIOACK_BROKER_URL``).
+    """
+
+    def __init__(
+        self,
+        broker: str | Broker | None = None,
+        *,
+        results: object | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        **broker_options: Any,
+    ) -> None:
+        if results is not None:
+            raise ConfigurationError("result backends are not available yet; pass results=None")
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.max_message_bytes = max_message_bytes
+        self._broker_spec = broker
+        self._broker_options = broker_options
+        self._broker: Broker | None = None
+        self._connected = False
+
+    # -- broker ------------------------------------------------------------
+
+    @property
+    def broker(self) -> Broker:
+        """The broker, built from its URL on first use."""
+        if self._broker is None:
+            spec = self._broker_spec if self._broker_spec is not None else EMBEDDED_BROKER_URL
+            self._broker = (
+                spec if isinstance(spec, Broker) else broker_from_url(spec, **self._broker_options)
+            )
+        return self._broker
+
+    @property
+    def has_broker(self) -> bool:
+        return self._broker_spec is not None
+
+    def use_broker(self, broker: str | Broker) -> None:
+        """Pick the broker before connecting (the CLI's ``--broker``)."""
+        if self._connected:
+            raise ConfigurationError("cannot change the broker of a connected App")
+        self._broker_spec, self._broker = broker, None
+
+    async def connect(self) -> None:
+        """Open the broker connection. Idempotent."""
+        await self.broker.connect()
+        self._connected = True
+
+    async def aclose(self) -> None:
+        if self._broker is not None:
+            await self._broker.aclose()
+        self._connected = False
+
+    async def __aenter__(self) -> App:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def publish(self, message: Message, queue: str, *, delay_s: float = 0.0) -> None:
+        """Encode and publish a message; connects on first use."""
+        body = message.encode(self.max_message_bytes)
+        if not self._connected:
+            await self.connect()
+        await self.broker.publish(queue, body, message_id=message.id, delay_s=delay_s)
+
+    # -- tasks -------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[Concatenate[TaskContext, P], R], /) -> Task[P, Any]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, Any]: ...
+
+    @overload
+    def task(self, fn: None = None, /, **options: Any) -> _TaskDecorator: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register ``fn`` as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
+
+        Raises:
+            ConfigurationError: an unknown option, a bad value, a duplicate name.
+        """
+        if fn is None:
+            return _TaskDecorator(self, options)
+        return self._register(fn, options)
+
+    def _register(self, fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:
+        name = options.pop("name", None) or f"{fn.__module__}.{fn.__qualname__}"
+        try:
+            task_options = TaskOptions(name=name, **options)
+        except ValidationError as exc:
+            raise ConfigurationError(f"task {name!r}: {exc}") from exc
+        if name in self.tasks:
+            raise ConfigurationError(f"task name {name!r} is registered twice; pass name=...")
+        task: Task[Any, Any] = Task(self, fn, task_options)
+        self.tasks[name] = task
+        return task
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTask(f"no task registered as {name!r}") from None
+
+    def queues(self) -> list[str]:
+        """The queues the registered tasks publish to, in registration order."""
+        return list(dict.fromkeys(t.options.queue for t in self.tasks.values()))
+
+    def worker(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        concurrency: int = 10,
+        prefetch: int | None = None,
+        shutdown_timeout: float = 30.0,
+        cancel_on_lost_delivery: bool = True,
+    ) -> Worker:
+        """A Worker over ``queues`` (default: every queue the tasks use)."""
+        from aioack.worker import Worker, WorkerSettings
+
+        settings = WorkerSettings(
+            queues=list(queues) if queues else (self.queues() or ["default"]),
+            concurrency=concurrency,
+            prefetch=prefetch if prefetch is not None else 2 * concurrency,
+            shutdown_timeout=shutdown_timeout,
+            cancel_on_lost_delivery=cancel_on_lost_delivery,
+        )
+        return Worker(self, settings)
+
+
+class _TaskDecorator:
+    def __init__(self, app: App, options: dict[str, Any]) -> None:
+        self._app, self._options = app, options
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R], /) -> Task[P, Any]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, Any]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
+        return self._app._register(fn, dict(self._options))

@@ -1,0 +1,131 @@
+"""``python -m aioack``: the command line. ``main(argv) -> int`` for tests."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from aioack.app import App
+from aioack.errors import BrokerUnavailable, ConfigurationError
+
+ENV_BROKER_URL = "AIOACK_BROKER_URL"
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of ``python -m aioack``."""
+
+    OK = 0  #: stopped cleanly (signal drained, or --burst found the queues empty)
+    INTERNAL_ERROR = 1  #: a bug in aioack or the app: see the traceback
+    USAGE = 2  #: bad command line
+    CONFIG_ERROR = 3  #: settings that cannot work: the message says what to change
+    APP_NOT_FOUND = 4  #: the module:app could not be imported or is not an App
+    BROKER_UNAVAILABLE = 5  #: the broker could not be reached at start
+    FORCED_STOP = 6  #: a second signal cut the grace period short
+
+
+EPILOG = """\
+examples:
+  python -m aioack worker myproj.tasks:app
+  python -m aioack worker myproj.tasks:app -Q default,emails -c 100 --prefetch 200
+  python -m aioack worker myproj.tasks:app --broker redis://127.0.0.1:6379/0 --burst
+  AIOACK_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/ python -m aioack worker myproj.tasks:app
+
+exit codes:
+""" + "\n".join(f"  {code.value}  {code.name}" for code in ExitCode)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m aioack",
+        description="aioack: an asyncio task queue with acknowledgement done right.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker for an App",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument("app", help="the App to run, as module.path:attribute")
+    worker.add_argument(
+        "-Q", "--queues", help="comma-separated queues (default: the tasks' queues)"
+    )
+    worker.add_argument("-c", "--concurrency", type=int, default=10, help="tasks run at once (10)")
+    worker.add_argument("--prefetch", type=int, help="deliveries held at once (2 x concurrency)")
+    worker.add_argument("--burst", action="store_true", help="exit 0 when the queues are empty")
+    worker.add_argument("--broker", help=f"broker URL (default: ${ENV_BROKER_URL}, then the app's)")
+    worker.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="seconds running tasks get to finish on SIGTERM (30)",
+    )
+    worker.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(INFO)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on errors (2)
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("aioack.cli")
+    try:
+        app = load_app(args.app)
+    except (ImportError, AttributeError, TypeError) as exc:
+        log.error("cannot load %r: %s", args.app, exc)
+        return ExitCode.APP_NOT_FOUND
+    try:
+        return asyncio.run(_run_worker(app, args))
+    except (ConfigurationError, ValidationError) as exc:
+        log.error("configuration error: %s", exc)
+        return ExitCode.CONFIG_ERROR
+    except BrokerUnavailable as exc:
+        log.error("broker unavailable: %s", exc)
+        return ExitCode.BROKER_UNAVAILABLE
+
+
+async def _run_worker(app: App, args: argparse.Namespace) -> int:
+    broker_url = args.broker or os.environ.get(ENV_BROKER_URL)
+    if broker_url:
+        app.use_broker(broker_url)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    worker = app.worker(
+        queues,
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    try:
+        await worker.run(burst=args.burst, install_signal_handlers=True)
+    finally:
+        await app.aclose()
+    return ExitCode.FORCED_STOP if worker.forced else ExitCode.OK
+
+
+def load_app(spec: str) -> App:
+    """Import ``module.path:attribute`` and check that it is an App."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ImportError("expected module.path:attribute, e.g. myproj.tasks:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the current directory imports
+    app = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(app, App):
+        raise TypeError(f"{spec} is a {type(app).__name__}, not an aioack App")
+    return app

@@ -1,0 +1,79 @@
+"""Task options, named as in Celery. Validated once, at decoration time."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class TaskOptions(BaseModel):
+    """How one task is acknowledged, retried and limited. Durations in seconds.
+
+    Defaults differ from Celery's where Celery's would lose tasks:
+    ``acks_late=True`` (Celery: False), ``retry_backoff=True`` (Celery: False),
+    failures dead-lettered instead of dropped, ``delivery_limit`` (no Celery twin).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    queue: str = "default"
+    #: Ack after the task finished (True) or on receipt (False: a crash loses it).
+    acks_late: bool = True
+    #: Late ack only: a task failed for good is dead-lettered (True) or
+    #: requeued (False) until ``delivery_limit``, then dead-lettered.
+    acks_on_failure_or_timeout: bool = True
+    #: A redelivered message (its earlier run was abandoned: worker killed,
+    #: connection lost) runs again (True) or is dead-lettered (False).
+    reject_on_worker_lost: bool = True
+    #: Exceptions that trigger an automatic retry.
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    #: Retries after the first attempt; None retries forever.
+    max_retries: int | None = Field(default=3, ge=0)
+    #: True: exponential backoff from 1 s; a number: from that many seconds;
+    #: False: always wait ``default_retry_delay``.
+    retry_backoff: bool | Seconds = True
+    retry_backoff_max: Seconds = 600.0
+    #: Full jitter: each delay is drawn uniformly from [0, computed delay].
+    retry_jitter: bool = True
+    default_retry_delay: float = Field(default=180.0, ge=0)
+    #: Cancel the run after this many seconds (a failure with reason ``timeout``).
+    time_limit: Seconds | None = None
+    #: Dead-letter a message delivered more than this many times (crash loops).
+    delivery_limit: int = Field(default=10, ge=1)
+    #: Effect-once: skip a run whose idempotency key already completed.
+    idempotent: bool = False
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        return check_queue_name(value)
+
+    @field_validator("autoretry_for")
+    @classmethod
+    def _exception_types(
+        cls, value: tuple[type[BaseException], ...]
+    ) -> tuple[type[BaseException], ...]:
+        for item in value:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise ValueError(f"autoretry_for takes exception classes, got {item!r}")
+        return value
+
+    def retries_left(self, attempt: int) -> bool:
+        """Whether attempt number ``attempt`` (1-based) may be followed by another."""
+        return self.max_retries is None or attempt <= self.max_retries
+
+
+def check_queue_name(value: str) -> str:
+    if not QUEUE_NAME.match(value):
+        raise ValueError(
+            f"queue name {value!r} is not valid: use 1-200 of A-Z a-z 0-9 . _ : - "
+            "starting with a letter or digit"
+        )
+    return value

@@ -1,0 +1,125 @@
+"""Turning a delivery into a run, and a run into an Outcome.
+
+``prepare()`` decodes and checks a delivery (bad input becomes a dead-letter
+Action, never an exception); ``execute()`` runs the task under its time
+limit and captures what happened as an Outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+
+from aioack.ackmanager import Held
+from aioack.app import App
+from aioack.decide import Action, Outcome, OutcomeKind, admit, dead_letter
+from aioack.errors import (
+    InvalidArguments,
+    MalformedMessage,
+    MessageTooLarge,
+    Reject,
+    Retry,
+    TimeLimitExceeded,
+    UnknownTask,
+)
+from aioack.message import decode
+from aioack.task import Task, TaskContext
+
+
+@dataclass(slots=True)
+class Job:
+    """A delivery that passed its checks and is ready to run."""
+
+    held: Held
+    task: Task[Any, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    context: TaskContext
+
+
+def prepare(app: App, held: Held, context_ack: Any) -> Job | Action:
+    """Decode and check a delivery. Returns a Job, or the Action that settles it now."""
+    delivery = held.delivery
+    try:
+        message = decode(delivery.body, app.max_message_bytes)
+    except MessageTooLarge as exc:
+        return dead_letter("too_large", str(exc))
+    except MalformedMessage as exc:
+        return dead_letter("malformed", str(exc))
+    held.message = message
+    try:
+        task = app.get_task(message.task)
+    except UnknownTask as exc:
+        return dead_letter("unknown_task", str(exc))
+    rejected = admit(
+        task.options,
+        delivery_count=delivery.delivery_count,
+        redelivered=delivery.redelivered,
+        expired=message.is_expired(time.time()),
+    )
+    if rejected is not None:
+        return rejected
+    context = TaskContext(
+        id=message.id,
+        task_name=task.name,
+        queue=delivery.queue,
+        attempt=message.attempt,
+        delivery_count=delivery.delivery_count,
+        redelivered=delivery.redelivered,
+        _ack=context_ack,
+    )
+    try:
+        args, kwargs = task.signature.from_wire(message.args, message.kwargs, context)
+    except InvalidArguments as exc:
+        return dead_letter("invalid_arguments", str(exc))
+    return Job(held, task, args, kwargs, context)
+
+
+@dataclass(slots=True)
+class RunResult:
+    outcome: Outcome
+    value: Any = None
+    traceback_text: str | None = None
+
+
+async def execute(job: Job) -> RunResult:
+    """Run the task; every way it can end becomes an Outcome (cancellation excepted)."""
+    limit_s = job.task.options.time_limit
+    try:
+        async with asyncio.timeout(limit_s) as deadline:
+            value = await _call(job)
+    except Retry as exc:
+        return RunResult(Outcome(OutcomeKind.RETRY_REQUESTED, error=exc, countdown=exc.countdown))
+    except Reject as exc:
+        return RunResult(Outcome(OutcomeKind.REJECTED, requeue=exc.requeue, reason=exc.reason))
+    except TimeoutError as exc:
+        if not deadline.expired():
+            return _failed(exc)
+        timeout = TimeLimitExceeded(f"{job.task.name} ran past its time_limit of {limit_s}s")
+        return RunResult(Outcome(OutcomeKind.TIMED_OUT, error=timeout), traceback_text=_tb(exc))
+    except Exception as exc:
+        return _failed(exc)
+    return RunResult(Outcome(OutcomeKind.SUCCEEDED), value=value)
+
+
+async def _call(job: Job) -> Any:
+    if job.task.is_async:
+        return await job.task.fn(*job.args, **job.kwargs)
+    # A plain def runs in a worker thread so it never blocks the loop. A
+    # thread cannot be cancelled: on time_limit the run is abandoned, not stopped.
+    call = functools.partial(job.task.fn, *job.args, **job.kwargs)
+    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+
+def _failed(exc: Exception) -> RunResult:
+    return RunResult(Outcome(OutcomeKind.FAILED, error=exc), traceback_text=_tb(exc))
+
+
+def _tb(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

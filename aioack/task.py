@@ -1,0 +1,143 @@
+"""Task: one registered function with its options, and its producer calls."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from aioack.message import Message, new_task_id
+from aioack.options import TaskOptions, check_queue_name
+from aioack.signature import TaskSignature
+
+if TYPE_CHECKING:
+    from aioack.app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncResult(Generic[R]):
+    """A handle on a published task run."""
+
+    id: str
+    task_name: str
+    queue: str
+
+
+@dataclass(slots=True)
+class TaskContext:
+    """What a running task may know of its delivery. Declare a parameter typed
+    ``TaskContext`` (first, for typed ``delay()`` calls) to receive it."""
+
+    id: str
+    task_name: str
+    queue: str
+    #: 1 for the first run; +1 per retry.
+    attempt: int
+    #: How many times the broker has handed out this message (crash loops raise it).
+    delivery_count: int
+    redelivered: bool
+    _ack: Callable[[], Awaitable[None]] = field(repr=False)
+
+    async def ack(self) -> None:
+        """Ack the delivery now (manual early ack): a crash from here on loses the run.
+
+        Raises:
+            AlreadySettled: the delivery was acked already.
+        """
+        await self._ack()
+
+
+class Task(Generic[P, R]):
+    """A registered task. Call ``delay()`` / ``apply_async()`` to run it in a worker."""
+
+    def __init__(self, app: App, fn: Callable[..., Any], options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.options = options
+        self.name = options.name
+        self.signature = TaskSignature(fn, TaskContext)
+        self.is_async = asyncio.iscoroutinefunction(fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.options.queue}>"
+
+    async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """Publish a run with these arguments (checked now, against the signature)."""
+        return await self.apply_async(args, kwargs)
+
+    async def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: dt.datetime | None = None,
+        expires: float | dt.datetime | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncResult[R]:
+        """Publish a run with options. ``countdown``/``expires`` in seconds from now.
+
+        Returns once the broker holds the message.
+
+        Raises:
+            InvalidArguments, MessageTooLarge, ValueError (bad option),
+            BrokerUnavailable, PublishFailed.
+        """
+        now = time.time()
+        delay_s = _delay_s(countdown, eta, now)
+        wire_args, wire_kwargs = self.signature.to_wire(tuple(args), dict(kwargs or {}))
+        message = Message(
+            id=task_id or new_task_id(),
+            task=self.name,
+            args=wire_args,
+            kwargs=wire_kwargs,
+            expires=_expires_at(expires, now),
+            published_at=now,
+            idempotency_key=idempotency_key,
+        )
+        target = check_queue_name(queue) if queue is not None else self.options.queue
+        await self.app.publish(message, target, delay_s=delay_s)
+        return AsyncResult(message.id, self.name, target)
+
+    async def run_inline(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here, without a broker (for tests and scripts)."""
+        result = self.fn(*args, **kwargs)
+        if self.is_async:
+            return await result  # type: ignore[no-any-return]
+        return result  # type: ignore[no-any-return]
+
+
+def _delay_s(countdown: float | None, eta: dt.datetime | None, now: float) -> float:
+    if countdown is not None and eta is not None:
+        raise ValueError("give countdown or eta, not both")
+    if countdown is not None:
+        if countdown < 0:
+            raise ValueError("countdown must be >= 0 seconds")
+        return float(countdown)
+    if eta is not None:
+        return max(0.0, _aware(eta, "eta").timestamp() - now)
+    return 0.0
+
+
+def _expires_at(expires: float | dt.datetime | None, now: float) -> float | None:
+    if expires is None:
+        return None
+    if isinstance(expires, dt.datetime):
+        return _aware(expires, "expires").timestamp()
+    if expires <= 0:
+        raise ValueError("expires must be > 0 seconds from now")
+    return now + float(expires)
+
+
+def _aware(moment: dt.datetime, what: str) -> dt.datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(UTC))")
+    return moment

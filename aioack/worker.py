@@ -1,0 +1,362 @@
+"""Worker: consume, run under a concurrency bound, settle, shut down gracefully.
+
+Three loops share one AckManager: the receiver pulls deliveries (the broker
+bounds them by prefetch) and checks them; the dispatcher starts runs when a
+concurrency slot is free; the heartbeat renews leases of everything held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aioack.ackmanager import AckManager, Held
+from aioack.brokers.base import Consumer
+from aioack.decide import RELEASE, Action, ActionKind, Outcome, OutcomeKind, decide
+from aioack.errors import BrokerError
+from aioack.options import check_queue_name
+from aioack.runner import Job, RunResult, execute, prepare
+
+if TYPE_CHECKING:
+    from aioack.app import App
+
+logger = logging.getLogger("aioack.worker")
+
+#: Longest pause (seconds) between receive attempts while the broker is down.
+MAX_RECONNECT_BACKOFF_S = 5.0
+
+
+class WorkerSettings(BaseModel):
+    """Worker settings; a typo or an impossible value fails at start-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queues: list[str] = Field(min_length=1)
+    concurrency: int = Field(default=10, ge=1, le=100_000)
+    prefetch: int = Field(default=20, ge=1, le=100_000)
+    #: Seconds running tasks get to finish after a stop, before they are
+    #: cancelled and handed back.
+    shutdown_timeout: float = Field(default=30.0, ge=0)
+    #: Cancel a run whose delivery this worker lost (lease, connection).
+    cancel_on_lost_delivery: bool = True
+    #: Longest wait (seconds) for one delivery before the loop checks its state.
+    poll_interval: float = Field(default=1.0, gt=0)
+
+    @field_validator("queues")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        return [check_queue_name(q) for q in value]
+
+
+FailureHook = Callable[[Job, BaseException], None]
+
+
+class Worker:
+    """Runs the tasks of one App from its broker. See ``App.worker()``."""
+
+    def __init__(self, app: App, settings: WorkerSettings) -> None:
+        self.app = app
+        self.settings = settings
+        #: Called with every exception a task raised (the testing helper uses it).
+        self.on_failure: FailureHook | None = None
+        #: True after a second stop request cut the grace period short.
+        self.forced = False
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._started = asyncio.Event()
+        self._ready: asyncio.Queue[Job] = asyncio.Queue()
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._acks: AckManager | None = None
+        self._background: asyncio.Task[None] | None = None
+
+    # -- public lifecycle --------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop gracefully; a second call stops at once (no grace period)."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    async def __aenter__(self) -> Worker:
+        """Run in the background of the current loop (embedding); no signal handlers."""
+        self._background = asyncio.create_task(self.run())
+        started = asyncio.create_task(self._started.wait())
+        await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if self._background.done():
+            self._background.result()  # re-raise a start-up failure
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
+        if self._background is not None:
+            await self._background
+
+    async def run(self, *, burst: bool = False, install_signal_handlers: bool = False) -> None:
+        """Consume until ``stop()`` (or, with ``burst``, until the queues are empty).
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached at start.
+            ConfigurationError: the broker refuses the settings.
+        """
+        consumer = await self._start()
+        acks = self._acks = AckManager(self.app.broker, on_lost=self._on_lost)
+        loops = [
+            asyncio.create_task(self._receive(consumer, acks, burst), name="aioack-receive"),
+            asyncio.create_task(self._dispatch(), name="aioack-dispatch"),
+        ]
+        heartbeat = asyncio.create_task(acks.heartbeat(), name="aioack-heartbeat")
+        with _signals(self, install_signal_handlers):
+            self._started.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self._shutdown(consumer, acks, loops, heartbeat)
+
+    # -- start -------------------------------------------------------------
+
+    async def _start(self) -> Consumer:
+        settings, broker = self.settings, self.app.broker
+        await self.app.connect()
+        await broker.declare(settings.queues)
+        limits = {
+            t.name: t.options.time_limit
+            for t in self.app.tasks.values()
+            if t.options.queue in settings.queues
+        }
+        for warning in await broker.preflight(limits):
+            logger.warning("%s", warning)
+        if settings.prefetch < settings.concurrency:
+            logger.warning(
+                "prefetch %d < concurrency %d: at most %d tasks run at once; raise --prefetch",
+                settings.prefetch,
+                settings.concurrency,
+                settings.prefetch,
+            )
+        consumer = await broker.consume(settings.queues, prefetch=settings.prefetch)
+        logger.info(
+            "worker ready: broker=%s queues=%s concurrency=%d prefetch=%d tasks=%d",
+            type(broker).__name__,
+            ",".join(settings.queues),
+            settings.concurrency,
+            settings.prefetch,
+            len(self.app.tasks),
+        )
+        return consumer
+
+    # -- receiving ---------------------------------------------------------
+
+    async def _receive(self, consumer: Consumer, acks: AckManager, burst: bool) -> None:
+        poll_s = min(self.settings.poll_interval, 0.1) if burst else self.settings.poll_interval
+        backoff_s = 0.0
+        while True:
+            try:
+                delivery = await consumer.get(poll_s)
+                backoff_s = 0.0
+            except BrokerError as exc:
+                backoff_s = min(MAX_RECONNECT_BACKOFF_S, backoff_s * 2 or 0.1)
+                logger.warning("receive failed (%s); retrying in %.1fs", exc, backoff_s)
+                await asyncio.sleep(backoff_s)
+                continue
+            if delivery is None:
+                if burst and await self._idle():
+                    logger.info("burst: queues are empty, stopping")
+                    self.stop()
+                    return
+                continue
+            await self._admit(acks.receive(delivery), acks)
+
+    async def _admit(self, held: Held, acks: AckManager) -> None:
+        job_or_action = prepare(self.app, held, lambda: acks.ack_early(held))
+        if isinstance(job_or_action, Action):
+            await acks.settle(held, job_or_action)
+            return
+        if not job_or_action.task.options.acks_late:
+            await acks.ack_early(held)
+        self._ready.put_nowait(job_or_action)
+
+    async def _idle(self) -> bool:
+        if not self._ready.empty() or self._running:
+            return False
+        if self._acks is not None and self._acks.held_count:
+            return False
+        for queue in self.settings.queues:
+            stats = await self.app.broker.stats(queue)
+            if stats.ready or stats.delayed:
+                return False
+        return True
+
+    # -- running -----------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                job = await self._ready.get()
+            except BaseException:
+                self._slots.release()
+                raise
+            run = asyncio.create_task(self._run(job), name=f"aioack-run-{job.context.id}")
+            job.held.run = run
+            self._running.add(run)
+            run.add_done_callback(self._run_done)
+
+    def _run_done(self, run: asyncio.Task[None]) -> None:
+        self._running.discard(run)
+        self._slots.release()
+        if not run.cancelled() and run.exception() is not None:
+            logger.error("internal error settling a task", exc_info=run.exception())
+
+    async def _run(self, job: Job) -> None:
+        held, acks = job.held, self._acks
+        assert acks is not None
+        if held.lost:
+            return  # lost while waiting for a slot: another worker has it now
+        held.started_at = time.monotonic()
+        logger.info(
+            "task %s attempt %d started (delivery %d%s)",
+            held.label,
+            job.context.attempt,
+            job.context.delivery_count,
+            ", redelivered" if job.context.redelivered else "",
+        )
+        try:
+            result = await execute(job)
+        except asyncio.CancelledError:
+            _uncancel()
+            kind = OutcomeKind.LOST if held.lost else OutcomeKind.SHUTDOWN
+            result = RunResult(Outcome(kind))
+        await self._settle(job, result)
+
+    async def _settle(self, job: Job, result: RunResult) -> None:
+        held, acks = job.held, self._acks
+        assert acks is not None and held.message is not None
+        error = result.outcome.error
+        if error is not None and result.outcome.kind is not OutcomeKind.RETRY_REQUESTED:
+            logger.warning(
+                "task %s attempt %d raised %s\n%s",
+                held.label,
+                job.context.attempt,
+                type(error).__name__,
+                result.traceback_text or "",
+            )
+            if self.on_failure is not None:
+                self.on_failure(job, error)
+        action = decide(
+            result.outcome,
+            attempt=job.context.attempt,
+            options=job.task.options,
+            settled=held.settled,
+        )
+        retry_body = (
+            held.message.next_attempt().encode(self.app.max_message_bytes)
+            if action.kind is ActionKind.RETRY
+            else None
+        )
+        await acks.settle(
+            held,
+            action,
+            retry_body=retry_body,
+            error=error,
+            traceback_text=result.traceback_text,
+        )
+
+    def _on_lost(self, held: Held) -> None:
+        if held.run is not None and self.settings.cancel_on_lost_delivery:
+            held.run.cancel()
+
+    # -- shutdown ----------------------------------------------------------
+
+    async def _shutdown(
+        self,
+        consumer: Consumer,
+        acks: AckManager,
+        loops: list[asyncio.Task[None]],
+        heartbeat: asyncio.Task[None],
+    ) -> None:
+        # Order matters: stop taking work first, hand back what never started,
+        # and keep the heartbeat renewing leases while running tasks finish.
+        for loop_task in loops:
+            loop_task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        with contextlib.suppress(BrokerError):
+            await consumer.cancel()
+        await self._hand_back_unstarted(acks)
+        await self._drain_running()
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        with contextlib.suppress(BrokerError):
+            await consumer.close()
+        logger.info("worker stopped%s", " (forced)" if self.forced else "")
+
+    async def _hand_back_unstarted(self, acks: AckManager) -> None:
+        handed_back = 0
+        while not self._ready.empty():
+            job = self._ready.get_nowait()
+            if not job.held.settled:
+                await acks.settle(job.held, RELEASE)
+                handed_back += 1
+        if handed_back:
+            logger.info("handed back %d prefetched, unstarted deliveries", handed_back)
+
+    async def _drain_running(self) -> None:
+        running = set(self._running)
+        if not running:
+            return
+        logger.info(
+            "waiting up to %.1fs for %d running tasks", self.settings.shutdown_timeout, len(running)
+        )
+        force = asyncio.create_task(self._force.wait())
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout
+        pending = running
+        while pending and not force.done():
+            remaining_s = deadline - asyncio.get_running_loop().time()
+            if remaining_s <= 0:
+                break
+            waiting: set[asyncio.Future[Any]] = {*pending, force}
+            await asyncio.wait(waiting, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED)
+            pending = {run for run in pending if not run.done()}
+        self.forced = force.done()
+        force.cancel()
+        if pending:
+            logger.warning("cancelling %d tasks still running; they are handed back", len(pending))
+            for run in pending:
+                run.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _uncancel() -> None:
+    """We handle our own cancellation; clear the count so later timeouts work."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+@contextlib.contextmanager
+def _signals(worker: Worker, install: bool):  # type: ignore[no-untyped-def]
+    """SIGTERM/SIGINT: first stops gracefully, second at once. Only when asked."""
+    if not install:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, worker, sig)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(worker: Worker, sig: signal.Signals) -> None:
+    again = worker._stop.is_set()
+    logger.warning("%s received: %s", sig.name, "stopping now" if again else "stopping gracefully")
+    worker.stop()
