@@ -1,0 +1,71 @@
+"""RabbitMQ broker options: parsed from the URL query and keyword arguments, typos refused."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aioack.errors import ConfigurationError
+
+#: RabbitMQ's own default ``consumer_timeout`` (30 minutes).
+DEFAULT_CONSUMER_TIMEOUT_S = 1800.0
+
+
+class RabbitMQOptions(BaseModel):
+    """Every knob of the RabbitMQ broker, in seconds where it is a duration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: ``quorum`` (replicated, counts deliveries, at-least-once dead-lettering)
+    #: or ``classic`` (single node, cannot count redeliveries beyond "redelivered").
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    #: Broker-side backstop (quorum only): a message returned this many times
+    #: is dead-lettered by RabbitMQ itself. 0 turns it off.
+    delivery_limit: int = Field(default=20, ge=0)
+    #: The server's ``consumer_timeout`` as configured in rabbitmq.conf; AMQP
+    #: cannot read it, so say it here when you changed it. Used by preflight.
+    consumer_timeout_s: float = Field(default=DEFAULT_CONSUMER_TIMEOUT_S, gt=0)
+    #: How long publish waits for the confirm (and for a reconnect) before failing.
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    #: Connect timeout of one attempt.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    #: Pause between reconnect attempts of the robust connection.
+    reconnect_interval_s: float = Field(default=1.0, gt=0)
+    #: AMQP heartbeat; a dead peer is noticed after about two of these.
+    heartbeat_s: int = Field(default=30, ge=0)
+    #: How often the worker asks which held deliveries lost their channel.
+    lease_check_interval_s: float = Field(default=0.5, gt=0)
+
+
+def parse_url(url: str, options: Mapping[str, Any]) -> tuple[str, RabbitMQOptions]:
+    """Split ``url`` into the bare AMQP URL and validated options (kwargs win).
+
+    Raises:
+        ConfigurationError: an unknown option or a bad value; says what to change.
+    """
+    parts = urlsplit(url)
+    merged: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    merged.update(options)
+    bare = urlunsplit(parts._replace(query=""))
+    try:
+        return bare, RabbitMQOptions.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigurationError(_explain(exc)) from exc
+
+
+def _explain(exc: ValidationError) -> str:
+    known = sorted(RabbitMQOptions.model_fields)
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(map(str, error["loc"]))
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            problems.append(f"unknown RabbitMQ option {name!r} ({hint})")
+        else:
+            problems.append(f"RabbitMQ option {name}={error.get('input')!r}: {error['msg']}")
+    return "; ".join(problems)

@@ -1,0 +1,195 @@
+"""Queue names and arguments, delay buckets, and what aioack keeps in AMQP headers.
+
+Pure functions: no I/O, so the wire layout is readable (and testable) in one place.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aioack.brokers._amqp_options import RabbitMQOptions
+from aioack.brokers.base import DeadLetter
+
+#: Prior counted deliveries of a republished copy (release, classic requeue).
+H_DELIVERIES = "x-aioack-deliveries"
+#: A classic-queue requeue copy: report it as redelivered.
+H_REDELIVERED = "x-aioack-redelivered"
+_DL = "x-aioack-dl-"
+#: AMQP's longest per-message TTL (2^32 - 1 ms); longer delays are refused.
+MAX_DELAY_S = (2**32 - 1) / 1000.0
+#: A header frame must fit one frame (128 KiB by default): keep text well below.
+_MAX_TEXT = 32 * 1024
+
+
+def dead_queue(queue: str) -> str:
+    return f"{queue}.dead"
+
+
+def delay_queue(queue: str, ttl_ms: int) -> str:
+    return f"{queue}.delay.{ttl_ms}ms"
+
+
+def bucket_ms(delay_s: float) -> int:
+    """Round a delay *up* to two significant digits of milliseconds (min 10 ms).
+
+    Every message in one bucket has the same TTL, so the queue's head always
+    expires first (per-message TTLs only expire at the head). Rounding up
+    keeps a message from running early and bounds the number of buckets to
+    ninety per decade; the price is at most +10% of the delay.
+    """
+    ms = max(10, math.ceil(delay_s * 1000.0 - 1e-6))
+    step = 10 ** max(0, len(str(ms)) - 2)
+    return int(-(-ms // step) * step)
+
+
+def work_queue_args(options: RabbitMQOptions, queue: str) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "x-queue-type": options.queue_type,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_queue(queue),
+    }
+    if options.queue_type == "quorum":
+        # at-least-once: RabbitMQ keeps a message until the dead-letter queue confirmed it.
+        args |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        if options.delivery_limit:
+            args["x-delivery-limit"] = options.delivery_limit
+    return args
+
+
+def delay_queue_args(options: RabbitMQOptions, queue: str, ttl_ms: int) -> dict[str, Any]:
+    """A TTL bucket that dead-letters back into ``queue`` when a message is due.
+
+    ``x-expires`` removes an idle bucket; only a declare renews it (a publish
+    does not), so the broker re-declares a bucket before its expiry could
+    overtake the messages it holds (see ``redeclare_after_s``).
+    """
+    args: dict[str, Any] = {
+        "x-queue-type": options.queue_type,
+        "x-message-ttl": ttl_ms,
+        "x-expires": min(2 * ttl_ms + 60_000, 2**32 - 1),
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+    }
+    if options.queue_type == "quorum":
+        args |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    return args
+
+
+def redeclare_after_s(ttl_ms: int) -> float:
+    """Declared at t, a message published before t + this is due before t + x-expires - 30 s."""
+    return ttl_ms / 1000.0 + 30.0
+
+
+def dead_queue_args(options: RabbitMQOptions) -> dict[str, Any]:
+    return {"x-queue-type": options.queue_type}
+
+
+def delivery_count(headers: Mapping[str, Any], redelivered: bool) -> int:
+    """1 on the first delivery; counts requeues and lost channels, not releases.
+
+    Quorum queues put the broker's count of returns in ``x-delivery-count``
+    (RabbitMQ 4 no longer counts a plain basic.nack there, and may not count
+    a closed channel): a redelivered message counts at least one return.
+    Copies republished by aioack carry their earlier count in a header.
+    """
+    base = _int(headers.get(H_DELIVERIES))
+    returned = max(_int(headers.get("x-delivery-count")), 1 if redelivered else 0)
+    return base + returned + 1
+
+
+def copy_headers(
+    headers: Mapping[str, Any], *, deliveries: int, redelivered: bool
+) -> dict[str, Any]:
+    """Headers for a republished copy: broker bookkeeping dropped, the count carried."""
+    kept = {
+        k: v
+        for k, v in headers.items()
+        if not k.startswith(("x-death", "x-first-death", "x-last-death", "x-aioack-"))
+        and k != "x-delivery-count"
+    }
+    if deliveries:
+        kept[H_DELIVERIES] = deliveries
+    if redelivered:
+        kept[H_REDELIVERED] = 1
+    return kept
+
+
+def letter_headers(letter: DeadLetter) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "reason": letter.reason,
+        "detail": _clip(letter.detail),
+        "error": _clip(letter.error),
+        "traceback": _clip(letter.traceback),
+        "delivery-count": letter.delivery_count,
+        "attempt": letter.attempt,
+        "message-id": letter.message_id,
+        "dead-lettered-at": f"{letter.dead_lettered_at:.6f}",
+    }
+    return {_DL + k: v for k, v in fields.items() if v is not None}
+
+
+def read_letter(
+    queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
+) -> DeadLetter:
+    """A DeadLetter from a dead-letter queue message, written by aioack or by RabbitMQ."""
+    if _DL + "reason" not in headers:
+        return _broker_letter(queue, body, headers, message_id)
+    attempt = headers.get(_DL + "attempt")
+    return DeadLetter(
+        queue=queue,
+        reason=_str(headers.get(_DL + "reason")) or "unknown",
+        body=body,
+        detail=_str(headers.get(_DL + "detail")) or "",
+        error=_str(headers.get(_DL + "error")),
+        traceback=_str(headers.get(_DL + "traceback")),
+        delivery_count=_int(headers.get(_DL + "delivery-count"), 1),
+        attempt=None if attempt is None else _int(attempt),
+        message_id=_str(headers.get(_DL + "message-id")) or message_id,
+        dead_lettered_at=float(_str(headers.get(_DL + "dead-lettered-at")) or time.time()),
+    )
+
+
+def _broker_letter(
+    queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
+) -> DeadLetter:
+    """RabbitMQ dead-lettered it itself (delivery limit, rejected): read ``x-death``."""
+    deaths = headers.get("x-death") or [{}]
+    death = deaths[0] if isinstance(deaths, list) and deaths else {}
+    reason = _str(death.get("reason")) or _str(headers.get("x-first-death-reason")) or "unknown"
+    stamp: Any = death.get("time")
+    when = float(stamp.timestamp()) if hasattr(stamp, "timestamp") else time.time()
+    return DeadLetter(
+        queue=queue,
+        reason=reason,
+        body=body,
+        detail=f"dead-lettered by RabbitMQ from {_str(death.get('queue')) or queue!r}: {reason}",
+        delivery_count=delivery_count(headers, redelivered=False) - 1
+        if reason == "delivery_limit"
+        else 1,
+        message_id=message_id,
+        dead_lettered_at=when,
+    )
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= _MAX_TEXT:
+        return text
+    return text[: _MAX_TEXT // 2] + "\n... (clipped) ...\n" + text[-_MAX_TEXT // 2 :]
+
+
+def _str(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _int(value: object, default: int = 0) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,354 @@
+"""RabbitMQBroker: aio-pika with publisher confirms, quorum queues and channel-safe acks.
+
+Layout per work queue ``q`` (all durable, declared by ``declare``):
+
+* ``q``                the work queue (quorum by default); RabbitMQ dead-letters
+                       into ``q.dead`` past ``delivery_limit`` returns.
+* ``q.dead``           dead letters, with aioack's reason/error/traceback headers.
+* ``q.delay.<N>ms``    one TTL bucket per rounded delay; due messages
+                       dead-letter back into ``q``. Buckets expire when idle.
+
+Settles always go to the channel object that delivered the message (see
+``_amqp_consumer``); a republished copy (release, retry, dead letter) is
+confirmed before the original is acked, so a crash in between duplicates and
+never loses. Client errors are translated in ``_amqp_errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq import spec
+
+from aioack.brokers import _amqp_topology as topo
+from aioack.brokers._amqp_consumer import AmqpHandle, RabbitConsumer
+from aioack.brokers._amqp_errors import translated, translated_publish, translated_settle
+from aioack.brokers._amqp_options import parse_url
+from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.errors import BrokerUnavailable, PublishFailed, StaleDelivery
+
+logger = logging.getLogger("aioack.brokers.rabbitmq")
+
+_PERSISTENT = 2
+
+
+class RabbitMQBroker(Broker):
+    """RabbitMQ through one robust connection: a confirm channel, one channel per consumer."""
+
+    def __init__(self, url: str = "amqp://guest:guest@127.0.0.1:5672/", **options: Any) -> None:
+        self._url, self.options = parse_url(url, options)
+        self.lease_check_interval_s = self.options.lease_check_interval_s
+        self._conn: AbstractRobustConnection | None = None
+        self._pub: AbstractRobustChannel | None = None
+        self._consumers: set[RabbitConsumer] = set()
+        #: queue -> {bucket ttl_ms: monotonic time it was last declared}
+        self._buckets: dict[str, dict[int, float]] = {}
+        self._bucket_lock = asyncio.Lock()
+        self._connect_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RabbitMQBroker:
+        """``amqp://user:pass@host:5672/vhost?queue_type=classic&delivery_limit=5``."""
+        return cls(url, **options)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def connect(self) -> None:
+        async with self._connect_lock:
+            if self._conn is not None and not self._conn.is_closed:
+                return
+            opts = self.options
+            with translated(f"connect to {_safe(self._url)}"):
+                self._conn = await aio_pika.connect_robust(
+                    self._url,
+                    timeout=opts.connect_timeout_s,
+                    reconnect_interval=opts.reconnect_interval_s,
+                    heartbeat=opts.heartbeat_s,
+                    client_properties={"connection_name": "aioack"},
+                )
+                # on_return_raises: a mandatory message no queue took fails its publish.
+                self._pub = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def aclose(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.close()
+        self._consumers.clear()
+        conn, self._conn, self._pub = self._conn, None, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception as exc:  # never raises: shutting down anyway
+                logger.debug("closing the RabbitMQ connection: %r", exc)
+
+    def _connection(self) -> AbstractRobustConnection:
+        if self._conn is None or self._conn.is_closed:
+            raise BrokerUnavailable("RabbitMQ broker is not connected; call connect() first")
+        return self._conn
+
+    def _is_connected(self) -> bool:
+        return self._conn is not None and self._conn.connected.is_set()
+
+    @asynccontextmanager
+    async def _side_channel(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
+        """A short-lived channel for what may close it (passive declares, conflicts, gets)."""
+        async with asyncio.timeout(self.options.publish_timeout_s):
+            channel = await self._connection().channel(publisher_confirms=False)
+        try:
+            yield await channel.get_underlay_channel()
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    # -- topology ----------------------------------------------------------
+
+    async def declare(self, queues: Sequence[str]) -> None:
+        opts = self.options
+        with translated(f"declare {list(queues)!r}"):
+            async with self._side_channel() as channel:
+                for queue in queues:
+                    await channel.queue_declare(
+                        topo.dead_queue(queue), durable=True, arguments=topo.dead_queue_args(opts)
+                    )
+                    await channel.queue_declare(
+                        queue, durable=True, arguments=topo.work_queue_args(opts, queue)
+                    )
+
+    async def delete(self, queues: Sequence[str]) -> None:
+        with translated(f"delete {list(queues)!r}"):
+            async with self._side_channel() as channel:
+                for queue in queues:
+                    buckets = self._buckets.pop(queue, {})
+                    names = [queue, topo.dead_queue(queue)]
+                    names += [topo.delay_queue(queue, ms) for ms in buckets]
+                    for name in names:
+                        await channel.queue_delete(name)
+
+    async def _ensure_bucket(self, queue: str, ttl_ms: int) -> str:
+        name = topo.delay_queue(queue, ttl_ms)
+        declared = self._buckets.get(queue, {})
+        if time.monotonic() - declared.get(ttl_ms, -1e18) < topo.redeclare_after_s(ttl_ms):
+            return name
+        async with self._bucket_lock:
+            with translated_publish(queue):
+                async with self._side_channel() as channel:
+                    try:
+                        # A due message would be dropped if its work queue did not exist.
+                        await channel.queue_declare(queue, passive=True)
+                    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                        raise PublishFailed(f"queue {queue!r} does not exist; declare it") from exc
+                    args = topo.delay_queue_args(self.options, queue, ttl_ms)
+                    await channel.queue_declare(name, durable=True, arguments=args)
+            self._buckets.setdefault(queue, {})[ttl_ms] = time.monotonic()
+        return name
+
+    # -- producing ---------------------------------------------------------
+
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, delay_s: float = 0.0
+    ) -> None:
+        await self._publish(queue, body, message_id, {}, delay_s)
+
+    async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        # Pipelined: frames go out in order (aiormq's publish lock is FIFO), the
+        # confirms are awaited together.
+        await asyncio.gather(*(self._publish(queue, body, mid, {}, 0.0) for mid, body in items))
+
+    async def _publish(
+        self,
+        queue: str,
+        body: bytes,
+        message_id: str,
+        headers: dict[str, Any],
+        delay_s: float,
+        *,
+        routing_key: str | None = None,
+    ) -> None:
+        target = routing_key or queue
+        if delay_s > 0:
+            if delay_s > topo.MAX_DELAY_S:
+                raise PublishFailed(f"delay {delay_s:.0f}s is over RabbitMQ's TTL limit (~49 days)")
+            target = await self._ensure_bucket(queue, topo.bucket_ms(delay_s))
+        properties = spec.Basic.Properties(
+            delivery_mode=_PERSISTENT, message_id=message_id, headers=headers or None
+        )
+        with translated_publish(queue):
+            async with asyncio.timeout(self.options.publish_timeout_s):
+                if self._pub is None:
+                    raise BrokerUnavailable("RabbitMQ broker is not connected")
+                channel = await self._pub.get_underlay_channel()
+                await channel.basic_publish(
+                    body, routing_key=target, properties=properties, mandatory=True
+                )
+
+    # -- consuming ---------------------------------------------------------
+
+    async def consume(self, queues: Sequence[str], *, prefetch: int) -> Consumer:
+        if prefetch < 1:
+            raise ValueError("prefetch must be >= 1")
+        await self.declare(queues)
+        conn = self._connection()
+        with translated(f"consume {list(queues)!r}"):
+            channel = await conn.channel(publisher_confirms=False)
+            # basic.qos before basic.consume: RabbitMQ applies it to later consumers.
+            await channel.set_qos(prefetch_count=prefetch)
+            declared = [
+                await channel.declare_queue(
+                    q, durable=True, arguments=topo.work_queue_args(self.options, q)
+                )
+                for q in queues
+            ]
+            consumer = RabbitConsumer(channel, queues, prefetch, self.release, self._is_connected)
+            await consumer.start(declared)
+        self._consumers.add(consumer)
+        return consumer
+
+    # -- settling ----------------------------------------------------------
+
+    def _live(self, delivery: Delivery) -> AmqpHandle:
+        handle = delivery.handle
+        if not isinstance(handle, AmqpHandle) or handle.settled or handle.stale:
+            raise StaleDelivery(
+                f"delivery on {delivery.queue!r} is no longer held here (channel closed or "
+                "settled); RabbitMQ redelivers it"
+            )
+        return handle
+
+    async def ack(self, delivery: Delivery) -> None:
+        handle = self._live(delivery)
+        handle.consumer.forget(handle)
+        with translated_settle(f"ack on {delivery.queue!r}"):
+            await handle.channel.basic_ack(handle.tag)
+
+    async def requeue(self, delivery: Delivery) -> None:
+        handle = self._live(delivery)
+        if self.options.queue_type == "classic":
+            # Classic queues do not count returns: carry the count in a copy.
+            await self._replace(delivery, handle, delivery.delivery_count, redelivered=True)
+            return
+        handle.consumer.forget(handle)
+        with translated_settle(f"requeue on {delivery.queue!r}"):
+            # basic.reject, not basic.nack: RabbitMQ 4 counts only reject as a failed delivery.
+            await handle.channel.basic_reject(handle.tag, requeue=True)
+
+    async def release(self, delivery: Delivery) -> None:
+        """A never-started delivery goes back as a fresh copy carrying its count.
+
+        basic.nack would count it (RabbitMQ 3.x) and mark it redelivered; the
+        copy joins the back of the queue, which is the price.
+        """
+        handle = self._live(delivery)
+        await self._replace(delivery, handle, delivery.delivery_count - 1, redelivered=False)
+
+    async def _replace(
+        self, delivery: Delivery, handle: AmqpHandle, deliveries: int, *, redelivered: bool
+    ) -> None:
+        headers = topo.copy_headers(handle.headers, deliveries=deliveries, redelivered=redelivered)
+        await self._publish(delivery.queue, delivery.body, handle.message_id or "", headers, 0.0)
+        await self.ack(delivery)
+
+    async def retry(self, delivery: Delivery, body: bytes, *, delay_s: float) -> None:
+        handle = self._live(delivery)
+        await self._publish(delivery.queue, body, handle.message_id or "", {}, delay_s)
+        await self.ack(delivery)
+
+    async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
+        self._live(delivery)
+        await self.add_dead_letter(letter)
+        await self.ack(delivery)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        await self._publish(
+            letter.queue,
+            letter.body,
+            letter.message_id or "",
+            topo.letter_headers(letter),
+            0.0,
+            routing_key=topo.dead_queue(letter.queue),
+        )
+
+    async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        # No leases on AMQP: only a closed channel (a generation gone) loses a delivery.
+        return [d for d in deliveries if not isinstance(d.handle, AmqpHandle) or d.handle.stale]
+
+    # -- inspection --------------------------------------------------------
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """basic.get without ack up to ``limit``, then nack them all back in order."""
+        letters: list[DeadLetter] = []
+        with translated(f"read dead letters of {queue!r}"):
+            async with self._side_channel() as channel:
+                last_tag = 0
+                while len(letters) < limit:
+                    try:
+                        got = await channel.basic_get(topo.dead_queue(queue), no_ack=False)
+                    except aiormq.exceptions.ChannelNotFoundEntity:
+                        return []
+                    if isinstance(got.delivery, spec.Basic.GetEmpty):
+                        break
+                    last_tag = int(got.delivery_tag or 0)
+                    props = got.header.properties
+                    letters.append(
+                        topo.read_letter(queue, got.body, props.headers or {}, props.message_id)
+                    )
+                if last_tag:
+                    await channel.basic_nack(last_tag, multiple=True, requeue=True)
+        return letters
+
+    async def stats(self, queue: str) -> QueueStats:
+        names = [queue, topo.dead_queue(queue)]
+        buckets = [topo.delay_queue(queue, ms) for ms in self._buckets.get(queue, {})]
+        counts = await self._counts(names + buckets)
+        return QueueStats(
+            ready=counts[queue],
+            delayed=sum(counts[b] for b in buckets),
+            unacked=sum(c.held_on(queue) for c in self._consumers),
+            dead=counts[topo.dead_queue(queue)],
+        )
+
+    async def _counts(self, names: Sequence[str]) -> dict[str, int]:
+        """Ready messages per queue (0 when missing), by passive declare."""
+        counts: dict[str, int] = {}
+        with translated("count messages"):
+            remaining = list(names)
+            while remaining:
+                async with self._side_channel() as channel:
+                    while remaining:
+                        name = remaining.pop(0)
+                        try:
+                            ok = await channel.queue_declare(name, passive=True)
+                        except aiormq.exceptions.ChannelNotFoundEntity:
+                            counts[name] = 0
+                            break  # a 404 closed the channel: open another
+                        counts[name] = int(ok.message_count or 0)
+        return counts
+
+    async def preflight(self, time_limits_s: Mapping[str, float | None]) -> list[str]:
+        timeout_s = self.options.consumer_timeout_s
+        warnings = []
+        for task, limit_s in sorted(time_limits_s.items()):
+            if limit_s is None or limit_s >= timeout_s:
+                shown = "no time_limit" if limit_s is None else f"time_limit={limit_s:g}s"
+                warnings.append(
+                    f"task {task} has {shown}, not below RabbitMQ's consumer_timeout "
+                    f"({timeout_s:g}s): a longer run gets its channel closed and its message "
+                    "redelivered; set a time_limit below it, or raise consumer_timeout in "
+                    "rabbitmq.conf and pass consumer_timeout_s"
+                )
+        return warnings
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, creds = head.partition("://")
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{tail}"
