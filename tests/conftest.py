@@ -10,7 +10,7 @@ from aioack.brokers import Broker, MemoryBroker, broker_from_url
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
 
 #: Each broker joins the contract suite by appearing here.
-BROKER_KINDS = ["memory"]
+BROKER_KINDS = ["memory", "rabbitmq"]
 
 #: Options that make a broker's timings fit a test run (short leases, fast polls).
 TEST_BROKER_OPTIONS: dict[str, dict[str, object]] = {}
