@@ -48,6 +48,7 @@ class App:
         self._broker_options = broker_options
         self._broker: Broker | None = None
         self._connected = False
+        self._declared: set[str] = set()
 
     # -- broker ------------------------------------------------------------
 
@@ -70,6 +71,7 @@ class App:
         if self._connected:
             raise ConfigurationError("cannot change the broker of a connected App")
         self._broker_spec, self._broker = broker, None
+        self._declared.clear()
 
     async def connect(self) -> None:
         """Open the broker connection. Idempotent."""
@@ -93,6 +95,10 @@ class App:
         body = message.encode(self.max_message_bytes)
         if not self._connected:
             await self.connect()
+        if queue not in self._declared:
+            # Once per queue: a publish to a queue nobody declared yet must not bounce.
+            await self.broker.declare([queue])
+            self._declared.add(queue)
         await self.broker.publish(queue, body, message_id=message.id, delay_s=delay_s)
 
     # -- tasks -------------------------------------------------------------
