@@ -8,6 +8,7 @@ task saw.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -36,7 +37,9 @@ async def _assert_drained(broker: Broker, queue: str) -> None:
     assert stats.pending == 0, f"queue {queue} still holds {stats}"
 
 
-async def test_returned_task_is_acked_and_gone(broker: Broker, new_queue: Callable[[], str]) -> None:
+async def test_returned_task_is_acked_and_gone(
+    broker: Broker, new_queue: Callable[[], str]
+) -> None:
     queue, app, seen = new_queue(), App(broker=broker), []
 
     @app.task(queue=queue)
@@ -216,7 +219,14 @@ async def test_redelivered_message_with_reject_on_worker_lost_false_is_dead_lett
         (json.dumps({"v": 1, "id": "u1", "task": "no.such.task"}).encode(), "unknown_task"),
         (b"{" + b" " * 70_000 + b"}", "too_large"),
     ],
-    ids=["undecodable", "missing-fields", "unknown-version", "wrong-type", "unknown-task", "too-large"],
+    ids=[
+        "undecodable",
+        "missing-fields",
+        "unknown-version",
+        "wrong-type",
+        "unknown-task",
+        "too-large",
+    ],
 )
 async def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
     broker: Broker, new_queue: Callable[[], str], body: bytes, reason: str
@@ -396,5 +406,5 @@ async def test_sync_task_runs_in_a_thread_without_blocking_the_loop(
     tick_task = asyncio.create_task(ticker())
     await run_until_idle(app, [queue], raise_errors=True)
     tick_task.cancel()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert gaps and max(gaps) < 0.25, "the loop kept ticking while the sync task slept"

@@ -31,6 +31,7 @@ LOST = Outcome(OutcomeKind.LOST)
 SHUTDOWN = Outcome(OutcomeKind.SHUTDOWN)
 
 # (row, options, outcome, attempt, settled, expected action, dead-letter reason)
+# fmt: off
 DECIDE_TABLE = [
     ("returned, late ack", LATE, OK, 1, False, ActionKind.ACK, ""),
     ("returned, early ack", EARLY, OK, 1, True, ActionKind.NOTHING, ""),
@@ -53,6 +54,7 @@ DECIDE_TABLE = [
     ("running at the shutdown deadline", LATE, SHUTDOWN, 1, False, ActionKind.REQUEUE, ""),
     ("shutdown deadline, early ack", EARLY, SHUTDOWN, 1, True, ActionKind.NOTHING, ""),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -75,6 +77,7 @@ def test_decide_follows_the_contract_table(
 
 
 # (row, options, delivery_count, redelivered, expired, expected reason or None = run)
+# fmt: off
 ADMIT_TABLE = [
     ("first delivery runs", {}, 1, False, False, None),
     ("redelivered after worker lost, default: run again", {}, 2, True, False, None),
@@ -83,6 +86,7 @@ ADMIT_TABLE = [
     ("delivery count over the limit (crash loop)", {"delivery_limit": 3}, 4, True, False, "delivery_limit"),
     ("expired before it ran", {}, 1, False, True, "expired"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -124,7 +128,10 @@ def test_retry_countdown_overrides_backoff_and_no_backoff_uses_default_delay() -
     assert retry_delay_s(options, 1, 0.25) == 0.25
     assert retry_delay_s(options, 5, None) == 7.0
     retry = decide(
-        Outcome(OutcomeKind.RETRY_REQUESTED, countdown=3.0), attempt=1, options=options, settled=False
+        Outcome(OutcomeKind.RETRY_REQUESTED, countdown=3.0),
+        attempt=1,
+        options=options,
+        settled=False,
     )
     assert retry.delay_s == 3.0
 

@@ -1,0 +1,133 @@
+"""The command line, and a real worker process draining on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aioack.cli import ExitCode, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_lists_commands_examples_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "worker" in out and "examples:" in out
+    assert all(code.name in out for code in ExitCode)
+
+
+def test_python_dash_m_aioack_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aioack", "worker", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "--prefetch" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["worker"], ExitCode.USAGE),
+        (["worker", "no.such.module:app"], ExitCode.APP_NOT_FOUND),
+        (["worker", "tests.apps.simple:not_an_app"], ExitCode.APP_NOT_FOUND),
+        (["worker", "tests.apps.simple"], ExitCode.APP_NOT_FOUND),
+        (["worker", "tests.apps.simple:app", "--broker", "kafka://x"], ExitCode.CONFIG_ERROR),
+        (["worker", "tests.apps.simple:app", "-c", "0", "--burst"], ExitCode.CONFIG_ERROR),
+        (["worker", "tests.apps.simple:app", "-Q", "bad queue", "--burst"], ExitCode.CONFIG_ERROR),
+        (
+            ["worker", "tests.apps.simple:app", "--broker", "redis://127.0.0.1:1/0"],
+            ExitCode.BROKER_UNAVAILABLE,
+        ),
+        (["worker", "tests.apps.simple:app", "--broker", "memory://", "--burst"], ExitCode.OK),
+    ],
+    ids=[
+        "no-app",
+        "no-module",
+        "not-an-app",
+        "no-attribute",
+        "bad-scheme",
+        "zero-concurrency",
+        "bad-queue",
+        "broker-down",
+        "burst-empty",
+    ],
+)
+def test_exit_codes(argv: list[str], code: ExitCode) -> None:
+    assert main(argv) == code
+
+
+def _start_drain_worker(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    release = tmp_path / "release"
+    env = {**os.environ, "RELEASE_FILE": str(release), "TASKS": "6", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.apps.drain_worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, release
+
+
+def _read_until(process: subprocess.Popen[str], wanted: int, prefix: str) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while sum(line.startswith(prefix) for line in lines) < wanted:
+        assert time.monotonic() < deadline, f"no {prefix!r} lines: {lines}"
+        line = process.stdout.readline()
+        assert line, f"worker exited early: {process.stderr.read() if process.stderr else ''}"
+        lines.append(line.strip())
+    return lines
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_running_tasks_and_hands_back_the_rest(tmp_path: Path) -> None:
+    process, release = _start_drain_worker(tmp_path)
+    try:
+        _read_until(process, 2, "started")  # concurrency 2: two run, four wait in prefetch
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the drain has begun: running tasks are still waiting
+        assert process.poll() is None, "running tasks must be allowed to finish"
+        release.touch()
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == ExitCode.OK, err
+    assert out.count("finished") == 2
+    state = json.loads(out.split("STATE ", 1)[1])
+    assert (state["ready"], state["unacked"], state["dead"]) == (4, 0, 0)
+    assert state["counts"] == [1, 1, 1, 1], "handed-back deliveries never started: not counted"
+    assert "handed back 4 prefetched" in err
+
+
+@pytest.mark.slow
+def test_second_sigterm_stops_at_once_and_hands_back_running_tasks(tmp_path: Path) -> None:
+    process, _ = _start_drain_worker(tmp_path)
+    try:
+        _read_until(process, 2, "started")
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == ExitCode.FORCED_STOP, err
+    assert "finished" not in out
+    state = json.loads(out.split("STATE ", 1)[1])
+    assert (state["ready"], state["unacked"], state["dead"]) == (6, 0, 0), (
+        "nothing lost, none acked"
+    )
+    assert sorted(state["counts"]) == [1, 1, 1, 1, 2, 2], "the two cancelled runs count"
