@@ -117,9 +117,26 @@ class Worker:
         with _signals(self, install_signal_handlers):
             self._started.set()
             try:
-                await self._stop.wait()
+                crashed = await self._wait_for_stop(loops)
             finally:
                 await self._shutdown(consumer, acks, loops, heartbeat)
+        if crashed is not None:
+            raise crashed
+
+    async def _wait_for_stop(self, loops: list[asyncio.Task[None]]) -> BaseException | None:
+        """Wait for stop(); a loop that died of a bug stops the worker too (no silent hang)."""
+        stop = asyncio.create_task(self._stop.wait())
+        waiting: set[asyncio.Future[Any]] = {stop, *loops}
+        while not stop.done():
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for loop_task in (t for t in loops if t in done):
+                waiting.discard(loop_task)
+                error = None if loop_task.cancelled() else loop_task.exception()
+                if error is not None:
+                    logger.critical("worker loop %s crashed", loop_task.get_name(), exc_info=error)
+                    stop.cancel()
+                    return error
+        return None
 
     # -- start -------------------------------------------------------------
 
