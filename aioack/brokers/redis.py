@@ -1,0 +1,522 @@
+"""RedisBroker: Streams, consumer groups, leases renewed by the worker, fenced settles.
+
+- Each queue is a stream with one consumer group; each ``consume()`` is a
+  uniquely named consumer of it.
+- An entry a consumer holds is leased to it for ``visibility_timeout``
+  seconds. The worker renews the lease of every delivery it holds (``extend``,
+  every ``lease_check_interval_s`` = a third of the timeout); an entry whose
+  lease ran out is reclaimed with ``XAUTOCLAIM`` by whichever consumer polls.
+- Every settle and every renewal runs as a Lua script that first checks this
+  consumer still owns the entry; a worker that lost its lease gets
+  ``LeaseLost`` and changes nothing.
+- Delays sit in a sorted set on Redis's clock, moved to the stream atomically
+  when due by the consumers' polls; dead letters go to a stream per queue.
+
+See docs/redis.md for the settings, the guarantees and what persistence gives.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import astuple
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aioack.brokers._redis_client import AckBatcher, Call, RedisIO, translate_errors
+from aioack.brokers._redis_consumer import Handle, RedisConsumer, Timings
+from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.errors import (
+    AioackError,
+    BrokerError,
+    ConfigurationError,
+    LeaseLost,
+    PublishFailed,
+    StaleDelivery,
+)
+
+logger = logging.getLogger("aioack.brokers.redis")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+#: Query parameters handed to redis-py as they are (connection details).
+_REDIS_PY_QUERY = frozenset(
+    {
+        "db",
+        "client_name",
+        "health_check_interval",
+        "socket_keepalive",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+    }
+)
+
+_PUBLISH_CHUNK = 500
+
+
+class RedisOptions(BaseModel):
+    """Settings of a RedisBroker, from the URL query or keyword arguments. Seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: An entry held this long without renewal is reclaimed by another consumer.
+    #: Short because the worker renews running tasks' leases: it only bounds
+    #: how long a crashed worker's tasks wait before they run elsewhere.
+    visibility_timeout: float = Field(default=30.0, gt=0)
+    #: False: leases are never renewed; every task then needs a time_limit
+    #: below visibility_timeout (checked at worker start).
+    renew_leases: bool = True
+    #: Longest single blocking read; also how late a due delayed message may be.
+    poll_interval: float = Field(default=0.5, gt=0)
+    #: How often a consumer looks for abandoned entries (default: timeout / 3).
+    reclaim_interval: float | None = Field(default=None, gt=0)
+    socket_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int | None = Field(default=None, ge=2)
+    key_prefix: str = Field(default="aioack", min_length=1)
+    group: str = Field(default="aioack", min_length=1)
+    #: Keep about this many dead letters per queue; 0 keeps all.
+    dead_letter_maxlen: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _blocking_read_fits_socket_timeout(self) -> RedisOptions:
+        if self.poll_interval >= self.socket_timeout:
+            raise ValueError(
+                f"poll_interval ({self.poll_interval}s) must be below socket_timeout "
+                f"({self.socket_timeout}s): a blocking read would time out its own socket"
+            )
+        return self
+
+
+def parse_options(url: str, options: Mapping[str, object]) -> tuple[str, RedisOptions]:
+    """Split a URL's query into aioack's options and redis-py's; validate ours.
+
+    Keyword ``options`` override the query. Returns the URL for redis-py.
+
+    Raises:
+        ConfigurationError: an unknown option (with the closest known name) or a bad value.
+    """
+    parts = urlsplit(url)
+    ours: dict[str, object] = {}
+    theirs: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _REDIS_PY_QUERY:
+            theirs.append((name, value))
+        else:
+            ours[name] = value
+    ours.update(options)
+    try:
+        parsed = RedisOptions.model_validate(ours)
+    except ValidationError as exc:
+        raise ConfigurationError(_explain(exc)) from exc
+    return urlunsplit(parts._replace(query=urlencode(theirs))), parsed
+
+
+def _explain(exc: ValidationError) -> str:
+    known = sorted(RedisOptions.model_fields)
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(map(str, error["loc"]))
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, known + sorted(_REDIS_PY_QUERY), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"unknown Redis broker option {name!r}{hint}")
+        else:
+            where = f"{name}: " if name else ""
+            lines.append(f"{where}{error['msg']} (got {error.get('input')!r})")
+    return "; ".join(lines) + f". Known options: {', '.join(known)}."
+
+
+def _letter_fields(letter: DeadLetter) -> list[str | bytes]:
+    fields: dict[str, str | bytes | None] = {
+        "reason": letter.reason,
+        "detail": letter.detail,
+        "error": letter.error,
+        "traceback": letter.traceback,
+        "delivery_count": str(letter.delivery_count),
+        "attempt": None if letter.attempt is None else str(letter.attempt),
+        "message_id": letter.message_id,
+        "at": repr(letter.dead_lettered_at),
+        "body": letter.body,
+    }
+    flat: list[str | bytes] = []
+    for name, value in fields.items():
+        if value is not None:
+            # surrogatepass: a traceback may carry undecodable file names.
+            raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+            flat += [name, raw]
+    return flat
+
+
+def _letter_from(queue: str, flat: Sequence[bytes]) -> DeadLetter:
+    fields = dict(zip(flat[0::2], flat[1::2], strict=True))
+
+    def text(name: bytes) -> str | None:
+        raw = fields.get(name)
+        return None if raw is None else raw.decode("utf-8", "surrogatepass")
+
+    def number(name: bytes) -> int | None:
+        raw = fields.get(name)
+        return int(raw) if raw is not None and raw.isdigit() else None
+
+    return DeadLetter(
+        queue=queue,
+        reason=text(b"reason") or "",
+        body=fields.get(b"body", b""),
+        detail=text(b"detail") or "",
+        error=text(b"error"),
+        traceback=text(b"traceback"),
+        delivery_count=number(b"delivery_count") or 1,
+        attempt=number(b"attempt"),
+        message_id=text(b"message_id"),
+        dead_lettered_at=_seconds(fields.get(b"at")),
+    )
+
+
+def _seconds(raw: bytes | None) -> float:
+    try:
+        return float(raw or 0)
+    except ValueError:  # written by hand, not by us
+        return 0.0
+
+
+class RedisBroker(Broker):
+    """Redis Streams broker. ``RedisBroker.from_url("redis://host:6379/0?visibility_timeout=30")``."""
+
+    def __init__(self, url: str = DEFAULT_URL, **options: object) -> None:
+        redis_url, self.options = parse_options(url, options)
+        opts = self.options
+        vt_s = opts.visibility_timeout
+        # Three renewals per lease: one late or lost renewal is not yet a lost lease.
+        self.lease_check_interval_s = vt_s / 3
+        pool_kwargs: dict[str, Any] = {
+            "socket_timeout": opts.socket_timeout,
+            "socket_connect_timeout": opts.connect_timeout,
+        }
+        if opts.max_connections is not None:
+            pool_kwargs["max_connections"] = opts.max_connections
+        self._io = RedisIO(
+            redis_url, prefix=opts.key_prefix, group=opts.group, pool_kwargs=pool_kwargs
+        )
+        self._acks = AckBatcher(self._io)
+        self._consumers: set[RedisConsumer] = set()
+        self._timings = Timings(
+            visibility_timeout_s=vt_s,
+            poll_interval_s=opts.poll_interval,
+            reclaim_interval_s=opts.reclaim_interval or vt_s / 3,
+            renew_after_s=self.lease_check_interval_s,
+            forget_idle_s=max(10 * vt_s, 600.0),
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> RedisBroker:
+        """Build from ``redis://``, ``rediss://`` or ``unix://``; ``options`` override the query.
+
+        Raises:
+            ConfigurationError: an unknown option or a bad value.
+        """
+        return cls(url, **options)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self._io.connect()
+
+    async def aclose(self) -> None:
+        try:
+            for consumer in list(self._consumers):
+                await consumer.close()
+            await self._acks.drain()
+        except Exception as exc:  # aclose never raises: log what was left undone
+            logger.warning("redis: error while closing the broker: %r", exc)
+        finally:
+            await self._io.aclose()
+
+    async def declare(self, queues: Sequence[str]) -> None:
+        with translate_errors("declare"):
+            await self._io.ensure_groups(queues)
+
+    async def delete(self, queues: Sequence[str]) -> None:
+        names = [key for q in queues for key in astuple(self._io.keys(q))]
+        if names:
+            with translate_errors("delete"):
+                await self._io.client.delete(*names)
+
+    # -- producing ---------------------------------------------------------
+
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, delay_s: float = 0.0
+    ) -> None:
+        keys = self._io.keys(queue)
+        with translate_errors("publish", other=PublishFailed):
+            if delay_s > 0:
+                await self._io.eval(
+                    "publish_delayed",
+                    [keys.stream, keys.delayed, keys.bodies],
+                    [body, message_id, _ms(delay_s), _token(message_id)],
+                )
+            else:
+                await self._io.client.xadd(keys.stream, {"body": body, "id": message_id})
+
+    async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        stream = self._io.keys(queue).stream
+        with translate_errors("publish", other=PublishFailed):
+            for start in range(0, len(items), _PUBLISH_CHUNK):
+                pipe = self._io.client.pipeline(transaction=False)
+                for message_id, body in items[start : start + _PUBLISH_CHUNK]:
+                    pipe.xadd(stream, {"body": body, "id": message_id})
+                await pipe.execute()
+
+    # -- consuming ---------------------------------------------------------
+
+    async def consume(self, queues: Sequence[str], *, prefetch: int) -> Consumer:
+        if prefetch < 1:
+            raise ConfigurationError(f"prefetch must be >= 1, got {prefetch}")
+        if not queues:
+            raise ConfigurationError("consume() needs at least one queue")
+        await self.declare(queues)
+        consumer = RedisConsumer(self._io, queues, prefetch, self._timings, self._consumers.discard)
+        self._consumers.add(consumer)
+        return consumer
+
+    # -- settling ----------------------------------------------------------
+
+    def _held(self, delivery: Delivery) -> Handle:
+        handle = delivery.handle
+        if not isinstance(handle, Handle) or handle.consumer.io is not self._io:
+            raise StaleDelivery(f"delivery on {delivery.queue!r} was not made by this broker")
+        if handle.consumer.closed or not handle.consumer.holds(delivery.queue, handle.entry_id):
+            raise StaleDelivery(
+                f"entry {handle.entry_id.decode()} on {delivery.queue!r} is no longer held by "
+                f"consumer {handle.consumer.name} (closed, or handed back)"
+            )
+        return handle
+
+    def _lease_lost(self, delivery: Delivery, handle: Handle, action: str) -> LeaseLost:
+        logger.warning(
+            "redis: lease lost on %s entry %s (consumer %s): not %s, another consumer holds it",
+            delivery.queue,
+            handle.entry_id.decode(),
+            handle.consumer.name,
+            action,
+        )
+        return LeaseLost(
+            f"cannot {action} entry {handle.entry_id.decode()} on {delivery.queue!r}: its lease "
+            f"ran out and another consumer holds it"
+        )
+
+    async def ack(self, delivery: Delivery) -> None:
+        handle = self._held(delivery)
+        stream = self._io.keys(delivery.queue).stream
+        try:
+            owned = await self._acks.submit(stream, handle.consumer.name, handle.entry_id)
+        finally:
+            # Settled at most once: whatever the outcome, the worker lets go of
+            # it. Unacked, it stays pending and is reclaimed after the timeout.
+            handle.consumer.forget(delivery.queue, handle.entry_id)
+        if not owned:
+            raise self._lease_lost(delivery, handle, "ack")
+
+    async def _fenced(
+        self,
+        delivery: Delivery,
+        action: str,
+        script: str,
+        keys: Sequence[str],
+        args: Sequence[bytes | str | int | float],
+        other: type[BrokerError] = BrokerError,
+    ) -> None:
+        """Run a settle script that first checks this consumer still owns the entry."""
+        handle = self._held(delivery)
+        try:
+            with translate_errors(action, other=other):
+                owned = await self._io.eval(
+                    script, keys, [self._io.group, handle.consumer.name, handle.entry_id, *args]
+                )
+        finally:
+            handle.consumer.forget(delivery.queue, handle.entry_id)
+        if not owned:
+            raise self._lease_lost(delivery, handle, action)
+
+    async def requeue(self, delivery: Delivery) -> None:
+        stream = self._io.keys(delivery.queue).stream
+        await self._fenced(delivery, "requeue", "move_back", [stream], [0])
+
+    async def release(self, delivery: Delivery) -> None:
+        stream = self._io.keys(delivery.queue).stream
+        await self._fenced(delivery, "release", "move_back", [stream], [1])
+
+    async def retry(self, delivery: Delivery, body: bytes, *, delay_s: float) -> None:
+        keys = self._io.keys(delivery.queue)
+        await self._fenced(
+            delivery,
+            "retry",
+            "retry",
+            [keys.stream, keys.delayed, keys.bodies],
+            [body, _ms(delay_s), uuid.uuid4().hex],
+            other=PublishFailed,
+        )
+
+    async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
+        stream = self._io.keys(delivery.queue).stream
+        dead = self._io.keys(letter.queue).dead
+        args = [self.options.dead_letter_maxlen, *_letter_fields(letter)]
+        await self._fenced(delivery, "dead-letter", "dead_letter", [stream, dead], args)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        dead = self._io.keys(letter.queue).dead
+        maxlen = self.options.dead_letter_maxlen or None
+        flat = _letter_fields(letter)
+        fields: dict[Any, Any] = dict(zip(flat[0::2], flat[1::2], strict=True))
+        with translate_errors("add dead letter"):
+            await self._io.client.xadd(dead, fields, maxlen=maxlen, approximate=True)
+
+    async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        lost: set[int] = set()
+        groups: dict[tuple[str, RedisConsumer], list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            handle = delivery.handle
+            if (
+                not isinstance(handle, Handle)
+                or handle.consumer.closed
+                or not handle.consumer.holds(delivery.queue, handle.entry_id)
+            ):
+                lost.add(id(delivery))
+            else:
+                groups[(delivery.queue, handle.consumer)].append(delivery)
+        renew = 1 if self.options.renew_leases else 0
+        calls: list[Call] = [
+            (
+                "extend",
+                [self._io.keys(queue).stream],
+                [self._io.group, consumer.name, renew, *(_entry_id(d) for d in items)],
+            )
+            for (queue, consumer), items in groups.items()
+        ]
+        if calls:
+            with translate_errors("extend"):
+                results = await self._io.eval_many(calls)
+            for ((queue, consumer), items), flags in zip(groups.items(), results, strict=True):
+                for delivery, flag in zip(items, flags, strict=True):
+                    if not flag:
+                        handle = delivery.handle
+                        assert isinstance(handle, Handle)
+                        self._lease_lost(delivery, handle, "renewed")
+                        consumer.forget(queue, handle.entry_id)
+                        lost.add(id(delivery))
+        return [d for d in deliveries if id(d) in lost]
+
+    # -- inspection --------------------------------------------------------
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        dead = self._io.keys(queue).dead
+        with translate_errors("read dead letters"):
+            entries: Any = await self._io.client.xrange(dead, "-", "+", count=max(limit, 1))
+        return [_letter_from(queue, flat) for _, flat in entries[:limit]]
+
+    async def stats(self, queue: str) -> QueueStats:
+        keys = self._io.keys(queue)
+        with translate_errors("stats"):
+            length, pending, delayed, dead = await self._io.eval(
+                "stats", [keys.stream, keys.delayed, keys.dead], [self._io.group]
+            )
+        return QueueStats(
+            ready=max(int(length) - int(pending), 0),
+            delayed=int(delayed),
+            unacked=int(pending),
+            dead=int(dead),
+        )
+
+    async def preflight(self, time_limits_s: Mapping[str, float | None]) -> list[str]:
+        """Refuse task settings the lease cannot cover; warn about unsafe Redis settings.
+
+        With ``renew_leases`` (the default) the worker renews a running task's
+        lease every ``visibility_timeout / 3`` seconds, so any ``time_limit``
+        (or none) is covered. Without renewal a task must finish, time limit
+        included, inside one visibility timeout, or it would run twice.
+
+        Raises:
+            ConfigurationError: ``renew_leases=False`` and a task's time_limit is
+                missing or not below ``visibility_timeout``.
+        """
+        vt_s = self.options.visibility_timeout
+        if not self.options.renew_leases:
+            uncovered = {n: t for n, t in time_limits_s.items() if t is None or t >= vt_s}
+            if uncovered:
+                names = ", ".join(f"{n} (time_limit={t})" for n, t in sorted(uncovered.items()))
+                raise ConfigurationError(
+                    f"renew_leases is off, so every task's time_limit must be below "
+                    f"visibility_timeout={vt_s}s, or a long run is reclaimed and runs twice: "
+                    f"{names}. Set renew_leases=true, raise visibility_timeout, or lower "
+                    f"the time limits."
+                )
+        return await self._server_warnings()
+
+    async def _server_warnings(self) -> list[str]:
+        try:
+            with translate_errors("CONFIG GET"):
+                config = {}
+                for name in ("maxmemory-policy", "appendonly", "save"):
+                    config.update(_text_dict(await self._io.client.config_get(name)))
+        except AioackError as exc:
+            if isinstance(exc.__cause__, OSError | ConnectionError):
+                raise
+            return [f"could not read Redis settings with CONFIG GET ({exc}); check by hand "
+                    "that maxmemory-policy is noeviction and persistence is on"]
+        return _config_warnings(config)
+
+
+def _ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up so a delay is never shortened; bad values mean now."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        return 0
+    return math.ceil(seconds * 1000)
+
+
+def _token(message_id: str) -> str:
+    """A delayed message's sorted-set member: unique, and it carries the message id."""
+    return f"{uuid.uuid4().hex}:{message_id}"
+
+
+def _entry_id(delivery: Delivery) -> bytes:
+    handle = delivery.handle
+    assert isinstance(handle, Handle)
+    return handle.entry_id
+
+
+def _text_dict(raw: Mapping[Any, Any]) -> dict[str, str]:
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def _config_warnings(config: Mapping[str, str]) -> list[str]:
+    warnings = []
+    policy = config.get("maxmemory-policy", "")
+    if policy and policy != "noeviction":
+        warnings.append(
+            f"Redis maxmemory-policy is {policy!r}: under memory pressure Redis may evict "
+            "queue keys and lose tasks silently; set maxmemory-policy noeviction"
+        )
+    aof, save = config.get("appendonly", ""), config.get("save", "").strip()
+    if aof == "no" and not save:
+        warnings.append(
+            "Redis persistence is off (appendonly no, no save points): a Redis restart "
+            "loses every queued task; set appendonly yes (see docs/redis.md)"
+        )
+    elif aof == "no":
+        warnings.append(
+            f"Redis persists by RDB snapshots only (save {save!r}): a restart loses what "
+            "was enqueued or acked since the last snapshot; set appendonly yes"
+        )
+    return warnings
