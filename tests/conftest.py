@@ -10,10 +10,12 @@ from aioack.brokers import Broker, MemoryBroker, broker_from_url
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
 
 #: Each broker joins the contract suite by appearing here.
-BROKER_KINDS = ["memory", "rabbitmq"]
+BROKER_KINDS = ["memory", "rabbitmq", "redis"]
 
 #: Options that make a broker's timings fit a test run (short leases, fast polls).
-TEST_BROKER_OPTIONS: dict[str, dict[str, object]] = {}
+TEST_BROKER_OPTIONS: dict[str, dict[str, object]] = {
+    "redis": {"visibility_timeout": 2.0, "poll_interval": 0.05},
+}
 
 
 def broker_url(kind: str) -> str:
