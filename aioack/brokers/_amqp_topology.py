@@ -132,11 +132,15 @@ def letter_headers(letter: DeadLetter) -> dict[str, Any]:
 
 
 def read_letter(
-    queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
+    queue: str,
+    body: bytes,
+    headers: Mapping[str, Any],
+    message_id: str | None,
+    delivery_limit: int,
 ) -> DeadLetter:
     """A DeadLetter from a dead-letter queue message, written by aioack or by RabbitMQ."""
     if _DL + "reason" not in headers:
-        return _broker_letter(queue, body, headers, message_id)
+        return _broker_letter(queue, body, headers, message_id, delivery_limit)
     attempt = headers.get(_DL + "attempt")
     return DeadLetter(
         queue=queue,
@@ -153,9 +157,17 @@ def read_letter(
 
 
 def _broker_letter(
-    queue: str, body: bytes, headers: Mapping[str, Any], message_id: str | None
+    queue: str,
+    body: bytes,
+    headers: Mapping[str, Any],
+    message_id: str | None,
+    delivery_limit: int,
 ) -> DeadLetter:
-    """RabbitMQ dead-lettered it itself (delivery limit, rejected): read ``x-death``."""
+    """RabbitMQ dead-lettered it itself (delivery limit, rejected): read ``x-death``.
+
+    RabbitMQ drops ``x-delivery-count`` when it dead-letters, and the one in
+    the dead-letter queue counts our own reads: the count is derived instead.
+    """
     deaths = headers.get("x-death") or [{}]
     death = deaths[0] if isinstance(deaths, list) and deaths else {}
     reason = _str(death.get("reason")) or _str(headers.get("x-first-death-reason")) or "unknown"
@@ -166,9 +178,8 @@ def _broker_letter(
         reason=reason,
         body=body,
         detail=f"dead-lettered by RabbitMQ from {_str(death.get('queue')) or queue!r}: {reason}",
-        delivery_count=delivery_count(headers, redelivered=False) - 1
-        if reason == "delivery_limit"
-        else 1,
+        delivery_count=_int(headers.get(H_DELIVERIES))
+        + (delivery_limit + 1 if reason == "delivery_limit" else 1),
         message_id=message_id,
         dead_lettered_at=when,
     )

@@ -181,12 +181,25 @@ class RabbitMQBroker(Broker):
         )
         with translated_publish(queue):
             async with asyncio.timeout(self.options.publish_timeout_s):
-                if self._pub is None:
-                    raise BrokerUnavailable("RabbitMQ broker is not connected")
-                channel = await self._pub.get_underlay_channel()
+                channel = await self._publish_channel()
                 await channel.basic_publish(
                     body, routing_key=target, properties=properties, mandatory=True
                 )
+
+    async def _publish_channel(self) -> aiormq.abc.AbstractChannel:
+        """The confirm channel of the current generation, once it is restored.
+
+        Right after a reconnect the robust channel may still hand out the old,
+        closed channel object; publishing there fails although nothing is wrong.
+        """
+        while True:
+            if self._pub is None:
+                raise BrokerUnavailable("RabbitMQ broker is not connected")
+            await self._pub.ready()
+            channel = await self._pub.get_underlay_channel()
+            if not channel.is_closed:
+                return channel
+            await asyncio.sleep(0.02)
 
     # -- consuming ---------------------------------------------------------
 
@@ -295,8 +308,10 @@ class RabbitMQBroker(Broker):
                         break
                     last_tag = int(got.delivery_tag or 0)
                     props = got.header.properties
+                    headers = props.headers or {}
+                    limit_n = self.options.delivery_limit
                     letters.append(
-                        topo.read_letter(queue, got.body, props.headers or {}, props.message_id)
+                        topo.read_letter(queue, got.body, headers, props.message_id, limit_n)
                     )
                 if last_tag:
                     await channel.basic_nack(last_tag, multiple=True, requeue=True)
