@@ -14,6 +14,7 @@ BROKER_KINDS = ["memory", "rabbitmq", "redis"]
 
 #: Options that make a broker's timings fit a test run (short leases, fast polls).
 TEST_BROKER_OPTIONS: dict[str, dict[str, object]] = {
+    "rabbitmq": {"reconnect_interval_s": 0.2, "lease_check_interval_s": 0.2},
     "redis": {"visibility_timeout": 2.0, "poll_interval": 0.05},
 }
 
