@@ -48,5 +48,5 @@ async def build_report(ctx: TaskContext, report_id: int) -> str:
 @app.task(name="images.thumbnail", time_limit=60)
 def make_thumbnail(path: str, size: int = 128) -> None:
     # A plain def runs in a worker thread, never on the event loop. time_limit
-    # cannot stop a thread: past it, the run is abandoned and counted as failed.
+    # cannot stop a thread: past it, the run is abandoned and counted as a timeout.
     logger.info("thumbnail of %s at %dpx", path, size)
