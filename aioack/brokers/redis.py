@@ -33,8 +33,8 @@ from aioack.brokers._redis_client import AckBatcher, Call, RedisIO, translate_er
 from aioack.brokers._redis_consumer import Handle, RedisConsumer, Timings
 from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
 from aioack.errors import (
-    AioackError,
     BrokerError,
+    BrokerUnavailable,
     ConfigurationError,
     LeaseLost,
     PublishFailed,
@@ -467,11 +467,13 @@ class RedisBroker(Broker):
                 config = {}
                 for name in ("maxmemory-policy", "appendonly", "save"):
                     config.update(_text_dict(await self._io.client.config_get(name)))
-        except AioackError as exc:
-            if isinstance(exc.__cause__, OSError | ConnectionError):
-                raise
-            return [f"could not read Redis settings with CONFIG GET ({exc}); check by hand "
-                    "that maxmemory-policy is noeviction and persistence is on"]
+        except BrokerUnavailable:
+            raise
+        except BrokerError as exc:  # CONFIG renamed or disabled (managed Redis)
+            return [
+                f"could not read Redis settings with CONFIG GET ({exc}); check by hand "
+                "that maxmemory-policy is noeviction and persistence is on"
+            ]
         return _config_warnings(config)
 
 
