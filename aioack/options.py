@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
@@ -64,6 +64,18 @@ class TaskOptions(BaseModel):
             if not (isinstance(item, type) and issubclass(item, BaseException)):
                 raise ValueError(f"autoretry_for takes exception classes, got {item!r}")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskOptions:
+        # A requeued message comes back flagged redelivered, like an abandoned
+        # one: brokers (AMQP) cannot tell them apart. With both settings off, a
+        # task would dead-letter its own requeues as worker_lost.
+        if not self.reject_on_worker_lost and not self.acks_on_failure_or_timeout:
+            raise ValueError(
+                "reject_on_worker_lost=False with acks_on_failure_or_timeout=False would "
+                "dead-letter every requeued failure as worker_lost; keep one of them True"
+            )
+        return self
 
     def retries_left(self, attempt: int) -> bool:
         """Whether attempt number ``attempt`` (1-based) may be followed by another."""

@@ -42,7 +42,7 @@ class DeadLetter:
 
     queue: str
     #: Short, stable cause: malformed, too_large, unknown_task, invalid_arguments,
-    #: failed, timeout, rejected, delivery_limit, worker_lost, expired.
+    #: failed, max_retries, timeout, rejected, delivery_limit, worker_lost, expired.
     reason: str
     body: bytes
     detail: str = ""

@@ -107,6 +107,7 @@ async def test_oversized_message_fails_at_the_call_site() -> None:
         ({"time_limit": 0}, "time_limit"),
         ({"queue": "bad queue!"}, "queue name"),
         ({"autoretry_for": ("ValueError",)}, "autoretry_for"),
+        ({"reject_on_worker_lost": False, "acks_on_failure_or_timeout": False}, "worker_lost"),
     ],
 )
 def test_bad_task_options_fail_at_decoration(options: dict[str, Any], fragment: str) -> None:
