@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 from pydantic import ValidationError
@@ -11,7 +11,8 @@ from aioack.brokers import Broker, broker_from_url
 from aioack.errors import ConfigurationError, UnknownTask
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
 from aioack.options import TaskOptions
-from aioack.task import Task, TaskContext
+from aioack.results import DEFAULT_RESULT_EXPIRES_S, ResultBackend, backend_from_url
+from aioack.task import AsyncResult, Task, TaskContext
 
 if TYPE_CHECKING:
     from aioack.worker import Worker
@@ -30,18 +31,32 @@ class App:
     Broker instance; ``broker_options`` override the URL's query. With no
     broker, the embedded in-process broker is used (the CLI first reads
     ``AIOACK_BROKER_URL``).
+
+    ``results`` is a result backend URL (``memory://``, ``redis://...``) or a
+    ResultBackend; None keeps no results (``result.get()`` then raises).
+    ``result_expires``: seconds a result and a completed idempotency key are
+    kept. ``idempotency_lease``: seconds a claimed key stays held by a run
+    that stopped renewing it (a dead worker) before another run takes over.
     """
 
     def __init__(
         self,
         broker: str | Broker | None = None,
         *,
-        results: object | None = None,
+        results: str | ResultBackend | None = None,
+        result_expires: float = DEFAULT_RESULT_EXPIRES_S,
+        idempotency_lease: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         **broker_options: Any,
     ) -> None:
-        if results is not None:
-            raise ConfigurationError("result backends are not available yet; pass results=None")
+        if idempotency_lease <= 0:
+            raise ConfigurationError("idempotency_lease must be > 0 seconds")
+        self.results: ResultBackend | None = (
+            backend_from_url(results, result_expires=result_expires)
+            if isinstance(results, str)
+            else results
+        )
+        self.idempotency_lease = float(idempotency_lease)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.max_message_bytes = max_message_bytes
         self._broker_spec = broker
@@ -74,14 +89,41 @@ class App:
         self._declared.clear()
 
     async def connect(self) -> None:
-        """Open the broker connection. Idempotent."""
+        """Open the broker (and result backend) connections. Idempotent."""
         await self.broker.connect()
+        if self.results is not None:
+            await self.results.connect()
         self._connected = True
 
     async def aclose(self) -> None:
         if self._broker is not None:
             await self._broker.aclose()
+        if self.results is not None:
+            await self.results.aclose()
         self._connected = False
+
+    # -- results -----------------------------------------------------------
+
+    def require_results(self) -> ResultBackend:
+        """The result backend.
+
+        Raises:
+            ConfigurationError: the App was made without ``results=``.
+        """
+        if self.results is None:
+            raise ConfigurationError(
+                "this App keeps no results: pass results='redis://...' (or 'memory://') to App()"
+            )
+        return self.results
+
+    def result(self, task_id: str, task: str | Task[Any, Any] = "") -> AsyncResult[Any]:
+        """A handle on a run known by id (e.g. from an HTTP request).
+
+        Pass its task (or task name) so ``get()`` validates into the return type.
+        """
+        name = task if isinstance(task, str) else task.name
+        queue = self.tasks[name].options.queue if name in self.tasks else ""
+        return AsyncResult(task_id, name, queue, self)
 
     async def __aenter__(self) -> App:
         await self.connect()
@@ -103,11 +145,18 @@ class App:
 
     # -- tasks -------------------------------------------------------------
 
+    # Coroutine functions first, so Task[P, R] carries the awaited return type.
     @overload
-    def task(self, fn: Callable[Concatenate[TaskContext, P], R], /) -> Task[P, Any]: ...
+    def task(self, fn: Callable[Concatenate[TaskContext, P], Awaitable[R]], /) -> Task[P, R]: ...
 
     @overload
-    def task(self, fn: Callable[P, R], /) -> Task[P, Any]: ...
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[Concatenate[TaskContext, P], R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
     def task(self, fn: None = None, /, **options: Any) -> _TaskDecorator: ...
@@ -171,10 +220,18 @@ class _TaskDecorator:
         self._app, self._options = app, options
 
     @overload
-    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R], /) -> Task[P, Any]: ...
+    def __call__(
+        self, fn: Callable[Concatenate[TaskContext, P], Awaitable[R]], /
+    ) -> Task[P, R]: ...
 
     @overload
-    def __call__(self, fn: Callable[P, R], /) -> Task[P, Any]: ...
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
         return self._app._register(fn, dict(self._options))

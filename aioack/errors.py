@@ -15,7 +15,10 @@ Exception tree (everything aioack raises on purpose derives from AioackError)::
     │   ├── AlreadySettled      a second settle of one delivery (refused in-process)
     │   └── StaleDelivery       this worker no longer owns the delivery
     │       └── LeaseLost       Redis: the lease ran out and another consumer took it
-    └── TimeLimitExceeded       a task ran past its time_limit (raised into the outcome)
+    ├── TimeLimitExceeded       a task ran past its time_limit (raised into the outcome)
+    ├── TaskFailed              result.get(): the task failed for good or was dead-lettered
+    ├── ResultTimeout           result.get(): no final state within the timeout
+    └── JoinInsideTask          result.get() inside a running task without allow_join=True
 
 Control flow lives *outside* the error root, the way anyio keeps ``WouldBlock``
 apart: ``except AioackError`` in user code never swallows a ``Retry`` or a
@@ -87,6 +90,41 @@ class TimeLimitExceeded(AioackError, TimeoutError):
     """Raised into a task's outcome when it ran longer than its ``time_limit``.
 
     List it in ``autoretry_for`` to retry timeouts.
+    """
+
+
+class TaskFailed(AioackError):
+    """Raised by ``result.get()`` when the task ended in FAILURE or DEAD_LETTERED.
+
+    Carries what the worker recorded: the remote exception's type name,
+    message and formatted traceback (None when it never ran, e.g. expired).
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        state: str,
+        exc_type: str | None,
+        exc_message: str | None,
+        traceback: str | None,
+    ) -> None:
+        self.task_id = task_id
+        self.state = state
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        self.traceback = traceback
+        what = f"{exc_type}: {exc_message}" if exc_type else (exc_message or "no detail")
+        super().__init__(f"task {task_id} {state.lower()}: {what}")
+
+
+class ResultTimeout(AioackError, TimeoutError):
+    """Raised by ``result.get(timeout=...)`` when no final state arrived in time."""
+
+
+class JoinInsideTask(AioackError, RuntimeError):
+    """Raised when a running task awaits a result without ``allow_join=True``.
+
+    A worker whose slots all wait on each other's results never makes progress.
     """
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
+import functools
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from pydantic import TypeAdapter
+
+from aioack.errors import ConfigurationError, JoinInsideTask, ResultTimeout, TaskFailed
 from aioack.message import Message, new_task_id
 from aioack.options import TaskOptions, check_queue_name
+from aioack.results.base import ResultBackend, ResultRecord, State
 from aioack.signature import TaskSignature
 
 if TYPE_CHECKING:
@@ -20,13 +27,76 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: The id of the task run the current asyncio task belongs to (None outside
+#: a run): the worker sets it, ``AsyncResult.get()`` reads it (deadlock guard).
+CURRENT_TASK_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "aioack_current_task_id", default=None
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AsyncResult(Generic[R]):
-    """A handle on a published task run."""
+    """A handle on a published task run: its id, and its state and result."""
 
     id: str
     task_name: str
     queue: str
+    app: App | None = field(default=None, repr=False, compare=False)
+
+    async def state(self) -> State:
+        """The run's state now; PENDING when the backend knows nothing (yet, or any more).
+
+        Raises:
+            ConfigurationError: the App has no result backend.
+            BrokerUnavailable: the backend cannot be reached.
+        """
+        record = await self._backend().fetch(self.id)
+        return State.PENDING if record is None else record.state
+
+    async def record(self) -> ResultRecord | None:
+        """The raw record (JSON result, error details), or None."""
+        return await self._backend().fetch(self.id)
+
+    # timeout= is Celery's name for it; a caller's asyncio.timeout() works as well.
+    async def get(self, timeout: float | None = None, *, allow_join: bool = False) -> R:  # noqa: ASYNC109
+        """Wait (without polling) for the final state and return the task's value.
+
+        The value is validated into the task's return annotation: a task
+        annotated ``-> Receipt`` gives a ``Receipt``. ``timeout`` in seconds;
+        None waits for ever.
+
+        Raises:
+            TaskFailed: the run ended in FAILURE or DEAD_LETTERED.
+            ResultTimeout: no final state within ``timeout``.
+            JoinInsideTask: called inside a running task without ``allow_join=True``.
+            ConfigurationError: the App has no result backend.
+            BrokerUnavailable: the backend cannot be reached.
+        """
+        running = CURRENT_TASK_ID.get()
+        if running is not None and not allow_join:
+            raise JoinInsideTask(
+                f"task run {running} awaits the result of {self.id}: if every worker slot "
+                "waits like this, none makes progress. Pass allow_join=True if you are sure."
+            )
+        record = await self._backend().wait(self.id, timeout)
+        if record is None:
+            raise ResultTimeout(f"no result for task {self.task_name}[{self.id}] in {timeout}s")
+        if record.state is State.SUCCESS:
+            return self._decode(record.result)
+        raise TaskFailed(
+            self.id, record.state.value, record.error_type, record.error_message, record.traceback
+        )
+
+    def _decode(self, value: Any) -> R:
+        task = self.app.tasks.get(self.task_name) if self.app is not None else None
+        if task is None:
+            return value  # type: ignore[no-any-return]  # a producer without the task: raw JSON
+        return task.result_adapter.validate_python(value)  # type: ignore[no-any-return]
+
+    def _backend(self) -> ResultBackend:
+        if self.app is None:
+            raise ConfigurationError("this AsyncResult has no App; use app.result(task_id)")
+        return self.app.require_results()
 
 
 @dataclass(slots=True)
@@ -63,6 +133,19 @@ class Task(Generic[P, R]):
         self.name = options.name
         self.signature = TaskSignature(fn, TaskContext)
         self.is_async = asyncio.iscoroutinefunction(fn)
+
+    @functools.cached_property
+    def result_adapter(self) -> TypeAdapter[Any]:
+        """Validates/dumps return values by the return annotation (Any when absent).
+
+        Built on first use, so annotations naming classes defined after the
+        task still resolve.
+        """
+        try:
+            hints = typing.get_type_hints(self.fn)
+        except Exception:  # unresolvable annotation (a local class): keep the raw JSON
+            hints = {}
+        return TypeAdapter(hints.get("return", Any))
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
@@ -104,8 +187,10 @@ class Task(Generic[P, R]):
             idempotency_key=idempotency_key,
         )
         target = check_queue_name(queue) if queue is not None else self.options.queue
+        if idempotency_key is not None and self.app.results is None:
+            raise ConfigurationError("idempotency_key needs a result backend: App(results=...)")
         await self.app.publish(message, target, delay_s=delay_s)
-        return AsyncResult(message.id, self.name, target)
+        return AsyncResult(message.id, self.name, target, self.app)
 
     async def run_inline(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, without a broker (for tests and scripts)."""

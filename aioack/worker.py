@@ -19,10 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aioack.ackmanager import AckManager, Held
 from aioack.brokers.base import Consumer
-from aioack.decide import RELEASE, Action, ActionKind, Outcome, OutcomeKind, decide
+from aioack.decide import NOTHING, RELEASE, Action, ActionKind, Outcome, OutcomeKind, decide
 from aioack.errors import BrokerError
 from aioack.options import check_queue_name
+from aioack.resultflow import ResultFlow
 from aioack.runner import Job, RunResult, execute, prepare
+from aioack.task import CURRENT_TASK_ID
 
 if TYPE_CHECKING:
     from aioack.app import App
@@ -75,6 +77,7 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._acks: AckManager | None = None
+        self._results = ResultFlow(app)
         self._background: asyncio.Task[None] | None = None
 
     # -- public lifecycle --------------------------------------------------
@@ -142,6 +145,9 @@ class Worker:
 
     async def _start(self) -> Consumer:
         settings, broker = self.settings, self.app.broker
+        self._results.check(
+            [t for t in self.app.tasks.values() if t.options.queue in settings.queues]
+        )
         await self.app.connect()
         await broker.declare(settings.queues)
         limits = {
@@ -194,6 +200,7 @@ class Worker:
     async def _admit(self, held: Held, acks: AckManager) -> None:
         job_or_action = prepare(self.app, held, lambda: acks.ack_early(held))
         if isinstance(job_or_action, Action):
+            await self._results.refused(held, job_or_action)
             await acks.settle(held, job_or_action)
             return
         if not job_or_action.task.options.acks_late:
@@ -245,13 +252,23 @@ class Worker:
             job.context.delivery_count,
             ", redelivered" if job.context.redelivered else "",
         )
+        gate = await self._results.before_run(job)
+        if gate is not None:
+            # Not run (key completed, or held by a live run): settle now; a
+            # RETRY here sends the same message back, attempt unchanged.
+            action = NOTHING if held.settled and gate.kind is ActionKind.ACK else gate
+            await acks.settle(held, action, retry_body=held.delivery.body)
+            return
+        token = CURRENT_TASK_ID.set(job.context.id)  # result.get() inside a task: guarded
         try:
             result = await execute(job)
         except asyncio.CancelledError:
             _uncancel()
             kind = OutcomeKind.LOST if held.lost else OutcomeKind.SHUTDOWN
             result = RunResult(Outcome(kind))
-        await self._settle(job, result)
+        finally:
+            CURRENT_TASK_ID.reset(token)
+        await self._settle(job, self._results.encode(job, result))
 
     async def _settle(self, job: Job, result: RunResult) -> None:
         held, acks = job.held, self._acks
@@ -273,6 +290,9 @@ class Worker:
             options=job.task.options,
             settled=held.settled,
         )
+        # Late ack: the result is stored before the settle goes out; a failed
+        # store turns the ack into a requeue (never a lost result).
+        action = await self._results.after_run(job, result, action)
         retry_body = (
             held.message.next_attempt().encode(self.app.max_message_bytes)
             if action.kind is ActionKind.RETRY

@@ -4,6 +4,10 @@ Each ``type: ignore[...]`` below marks a call mypy must reject; with
 ``warn_unused_ignores`` (strict), mypy fails if it ever stops rejecting one.
 """
 
+from typing import assert_type
+
+from pydantic import BaseModel
+
 from aioack import App, TaskContext
 
 app = App()
@@ -26,3 +30,26 @@ async def calls() -> None:
     await add.delay(1)  # type: ignore[call-arg]
     await with_context.delay("ada")
     await with_context.delay(3)  # type: ignore[arg-type]
+
+
+class Receipt(BaseModel):
+    total: int
+
+
+@app.task
+async def pay(amount: int) -> Receipt:
+    return Receipt(total=amount)
+
+
+@app.task
+def sync_add(x: int, y: int) -> int:
+    return x + y
+
+
+async def results() -> None:
+    receipt = await (await pay.delay(3)).get(timeout=1)
+    assert_type(receipt, Receipt)
+    assert_type(await (await add.delay(1, 2)).get(), int)
+    assert_type(await (await sync_add.delay(1, 2)).get(), int)
+    total: str = await (await add.delay(1, 2)).get()  # type: ignore[assignment]
+    print(total)

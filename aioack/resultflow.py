@@ -1,0 +1,249 @@
+"""ResultFlow: the worker's side of results and effect-once runs.
+
+The Worker asks it three things per delivery, in order:
+
+1. ``before_run``: may this run start? For an effect-once run it claims the
+   idempotency key first; a key some run already completed is acked without
+   running (its result copied to this task id); a key a live run holds sends
+   the delivery back with a delay (a worker slot is never blocked on it).
+2. ``encode``: the return value, dumped to JSON by the task's return annotation.
+3. ``after_run``: store the final record *before* the delivery is settled.
+   If that store fails, the delivery is requeued instead of acked: a result
+   is never lost behind an ack (a redelivery may run the task again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aioack.decide import ACK, REQUEUE, Action, ActionKind, Outcome, OutcomeKind
+from aioack.errors import BrokerError, ConfigurationError
+from aioack.results.base import ClaimStatus, ResultBackend, ResultRecord, State
+from aioack.runner import Job, RunResult
+
+if TYPE_CHECKING:
+    from aioack.ackmanager import Held
+    from aioack.app import App
+    from aioack.task import Task
+
+logger = logging.getLogger("aioack.worker")
+
+#: Longest wait (seconds) before a delivery whose key a live run holds is tried again.
+MAX_BUSY_DELAY_S = 5.0
+
+
+@dataclass(slots=True)
+class _Claimed:
+    key: str
+    owner: str
+    renewer: asyncio.Task[None]
+
+
+class ResultFlow:
+    """Stores states around each run and keeps effect-once runs to one."""
+
+    def __init__(self, app: App) -> None:
+        self.backend: ResultBackend | None = app.results
+        self.lease_s = app.idempotency_lease
+        self._worker_id = uuid.uuid4().hex[:12]
+        self._claims: dict[int, _Claimed] = {}
+
+    def check(self, tasks: list[Task[Any, Any]]) -> None:
+        """Raises ConfigurationError when an idempotent task has no ledger to use."""
+        idempotent = [t.name for t in tasks if t.options.idempotent]
+        if idempotent and self.backend is None:
+            raise ConfigurationError(
+                f"idempotent tasks {', '.join(idempotent)} need a result backend "
+                "(App(results='redis://...')): the effect-once ledger lives there"
+            )
+
+    @property
+    def busy_delay_s(self) -> float:
+        return min(MAX_BUSY_DELAY_S, self.lease_s / 2)
+
+    # -- before ------------------------------------------------------------
+
+    async def before_run(self, job: Job) -> Action | None:
+        """None: run it. Otherwise the Action that settles the delivery now."""
+        backend = self.backend
+        if backend is None:
+            return None
+        key = _idempotency_key(job)
+        if key is not None:
+            gate = await self._claim(backend, job, key)
+            if gate is not None:
+                return gate
+        with contextlib.suppress(BrokerError):  # STARTED is informational only
+            await backend.store(_record(job, State.STARTED))
+        return None
+
+    async def _claim(self, backend: ResultBackend, job: Job, key: str) -> Action | None:
+        owner = f"{self._worker_id}:{job.context.id}:{job.context.delivery_count}"
+        label = job.held.label
+        try:
+            claim = await backend.claim(key, owner, job.context.id, self.lease_s)
+            if claim.status is ClaimStatus.COMPLETED:
+                await self._copy_result(backend, claim.task_id, job)
+        except BrokerError as exc:
+            logger.warning("task %s: idempotency ledger unreachable (%s); later", label, exc)
+            return Action(ActionKind.RETRY, delay_s=self.busy_delay_s)
+        if claim.status is ClaimStatus.COMPLETED:
+            logger.info("task %s: key %r completed by %s; not run again", label, key, claim.task_id)
+            return ACK
+        if claim.status is ClaimStatus.BUSY:
+            logger.info(
+                "task %s: key %r held by a live run; back in %.1fs", label, key, self.busy_delay_s
+            )
+            return Action(ActionKind.RETRY, delay_s=self.busy_delay_s)
+        renewer = asyncio.create_task(self._renew(backend, key, owner, label))
+        self._claims[id(job.held)] = _Claimed(key, owner, renewer)
+        return None
+
+    async def _copy_result(
+        self, backend: ResultBackend, completed_by: str | None, job: Job
+    ) -> None:
+        """The duplicate's caller gets the first run's result under its own task id."""
+        if completed_by is None or completed_by == job.context.id:
+            return
+        first = await backend.fetch(completed_by)
+        if first is not None:
+            await backend.store(first.model_copy(update={"task_id": job.context.id}))
+
+    async def _renew(self, backend: ResultBackend, key: str, owner: str, label: str) -> None:
+        # A third of the lease: two renewals may fail before another run may take over.
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                if not await backend.renew(key, owner, self.lease_s):
+                    logger.warning("task %s lost its claim on key %r", label, key)
+                    return
+            except BrokerError as exc:
+                logger.warning("task %s could not renew key %r: %s", label, key, exc)
+
+    # -- after -------------------------------------------------------------
+
+    def encode(self, job: Job, result: RunResult) -> RunResult:
+        """Dump a returned value to JSON; a value that does not fit fails the run."""
+        if self.backend is None or result.outcome.kind is not OutcomeKind.SUCCEEDED:
+            return result
+        try:
+            value = job.task.result_adapter.dump_python(result.value, mode="json", warnings="error")
+        except Exception as exc:  # pydantic raises several types; the run failed either way
+            return _failed(exc)
+        return RunResult(result.outcome, value=value)
+
+    async def after_run(self, job: Job, result: RunResult, action: Action) -> Action:
+        """Store the run's record, then say how to settle (REQUEUE if the store failed)."""
+        backend, claimed = self.backend, self._claims.pop(id(job.held), None)
+        if claimed is not None:
+            claimed.renewer.cancel()
+        if backend is None:
+            return action
+        record = _final_record(job, result, action)
+        try:
+            if claimed is not None and record is not None and record.state is State.SUCCESS:
+                await backend.complete(claimed.key, claimed.owner, record)
+            elif record is not None:
+                await backend.store(record)
+        except BrokerError as exc:
+            return self._store_failed(job.held, action, record, exc)
+        finally:
+            if claimed is not None and (record is None or record.state is not State.SUCCESS):
+                await _release(backend, claimed)
+        return action
+
+    def _store_failed(
+        self, held: Held, action: Action, record: ResultRecord | None, exc: BrokerError
+    ) -> Action:
+        assert record is not None
+        if not record.state.is_final or held.settled:
+            logger.warning("task %s: could not store %s: %s", held.label, record.state.value, exc)
+            return action
+        logger.error(
+            "task %s: could not store %s (%s); not acked, requeued for another run",
+            held.label,
+            record.state.value,
+            exc,
+        )
+        return REQUEUE
+
+    async def refused(self, held: Held, action: Action) -> None:
+        """Best effort: a delivery dead-lettered before it ran still tells its callers."""
+        message = held.message
+        if self.backend is None or message is None or action.kind is not ActionKind.DEAD_LETTER:
+            return
+        record = ResultRecord(
+            task_id=message.id,
+            state=State.DEAD_LETTERED,
+            task=message.task,
+            attempt=message.attempt,
+            error_type=action.reason,
+            error_message=action.detail,
+        )
+        try:
+            await self.backend.store(record)
+        except BrokerError as exc:
+            logger.warning("task %s: could not store DEAD_LETTERED: %s", held.label, exc)
+
+
+def _idempotency_key(job: Job) -> str | None:
+    message = job.held.message
+    assert message is not None
+    if message.idempotency_key is not None:
+        return message.idempotency_key
+    return message.id if job.task.options.idempotent else None
+
+
+def _record(job: Job, state: State, **fields: object) -> ResultRecord:
+    ctx = job.context
+    return ResultRecord(
+        task_id=ctx.id,
+        state=state,
+        task=ctx.task_name,
+        attempt=ctx.attempt,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _final_record(job: Job, result: RunResult, action: Action) -> ResultRecord | None:
+    """The record a run leaves; None when it did not finish (lost, shut down)."""
+    outcome = result.outcome
+    if outcome.kind is OutcomeKind.SUCCEEDED:
+        return _record(job, State.SUCCESS, result=result.value)
+    if outcome.kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN):
+        return None
+    error = outcome.error
+    details: dict[str, object] = {
+        "error_type": _type_name(error) if error is not None else "Reject",
+        "error_message": str(error) if error is not None else outcome.reason,
+        "traceback": result.traceback_text,
+    }
+    if action.kind in (ActionKind.RETRY, ActionKind.REQUEUE):
+        return _record(job, State.RETRY, **details)
+    if outcome.kind is OutcomeKind.REJECTED:
+        return _record(job, State.DEAD_LETTERED, **details)
+    return _record(job, State.FAILURE, **details)
+
+
+def _type_name(error: BaseException) -> str:
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _failed(exc: Exception) -> RunResult:
+    text = "".join(traceback.format_exception(exc))
+    return RunResult(Outcome(OutcomeKind.FAILED, error=exc), traceback_text=text)
+
+
+async def _release(backend: ResultBackend, claimed: _Claimed) -> None:
+    # Best effort: an unreleased claim frees itself when its lease runs out.
+    with contextlib.suppress(BrokerError):
+        await backend.release(claimed.key, claimed.owner)

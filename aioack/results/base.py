@@ -1,0 +1,147 @@
+"""The ResultBackend interface: task states, return values, the idempotency ledger.
+
+A backend stores one ``ResultRecord`` per task id (with a TTL) and wakes
+waiters when a record reaches a final state; ``get()`` never polls. It also
+keeps the effect-once ledger: a key is *claimed* by one run under a lease,
+then *completed* atomically with that run's final record.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Seconds a result (and a completed idempotency key) is kept by default: one day.
+DEFAULT_RESULT_EXPIRES_S = 86_400.0
+
+
+class State(enum.StrEnum):
+    PENDING = "PENDING"  # not known to the backend (not started yet, or expired)
+    STARTED = "STARTED"
+    RETRY = "RETRY"  # will run again (Retry, autoretry, requeue)
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"  # the task raised and failed for good
+    DEAD_LETTERED = "DEAD_LETTERED"  # refused without a result (limit, expired, rejected...)
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({State.SUCCESS, State.FAILURE, State.DEAD_LETTERED})
+
+
+class ResultRecord(BaseModel):
+    """What the backend holds for one task id. ``result`` is JSON (pydantic mode="json")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_id: str
+    state: State
+    task: str = ""
+    attempt: int = 1
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    updated_at: float = Field(default_factory=time.time)
+
+
+class ClaimStatus(enum.Enum):
+    CLAIMED = "claimed"  # this run holds the key now: run it
+    COMPLETED = "completed"  # a run with this key finished: do not run again
+    BUSY = "busy"  # another live run holds the key: try again later
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    status: ClaimStatus
+    #: COMPLETED: the task id whose record holds the key's result.
+    task_id: str | None = None
+
+
+class ResultBackend(ABC):
+    """Stores states and results; wakes waiters; keeps the idempotency ledger.
+
+    Every method translates its client's errors to ``BrokerError`` subclasses
+    (``BrokerUnavailable`` when the store cannot be reached).
+    """
+
+    #: Seconds a record (and a completed key) is kept after its last update.
+    result_expires_s: float = DEFAULT_RESULT_EXPIRES_S
+
+    async def connect(self) -> None:  # noqa: B027  (optional hook, not abstract)
+        """Open connections. Idempotent; the default does nothing.
+
+        Raises:
+            BrokerUnavailable: the store cannot be reached.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027  (optional hook, not abstract)
+        """Close connections. Idempotent; the default does nothing."""
+
+    @abstractmethod
+    async def store(self, record: ResultRecord) -> None:
+        """Save ``record`` (replacing the task's previous one); wake waiters if final.
+
+        Raises:
+            BrokerUnavailable: not stored.
+        """
+
+    @abstractmethod
+    async def fetch(self, task_id: str) -> ResultRecord | None:
+        """The task's record, or None (never stored, or expired).
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def wait(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
+        """Wait until the task's record is final, without polling; None on timeout.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def claim(self, key: str, owner: str, task_id: str, lease_s: float) -> Claim:
+        """Atomically claim idempotency ``key`` for ``owner`` for ``lease_s`` seconds.
+
+        A key whose lease ran out (its run died) is free to claim again.
+
+        Raises:
+            BrokerUnavailable: the claim is unknown; do not run.
+        """
+
+    @abstractmethod
+    async def renew(self, key: str, owner: str, lease_s: float) -> bool:
+        """Extend the lease ``owner`` holds on ``key``; False if it no longer holds it.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def complete(self, key: str, owner: str, record: ResultRecord) -> None:
+        """Store ``record`` and mark ``key`` completed by it, in one atomic step.
+
+        A key completed already keeps its first record (``record`` is still
+        stored under its own task id).
+
+        Raises:
+            BrokerUnavailable: neither was stored.
+        """
+
+    @abstractmethod
+    async def release(self, key: str, owner: str) -> None:
+        """Give up ``owner``'s claim on ``key`` (the run did not complete).
+
+        Raises:
+            BrokerUnavailable: the claim stays until its lease runs out.
+        """

@@ -1,0 +1,107 @@
+"""MemoryResultBackend: the in-process twin, for tests and the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aioack.results.base import (
+    DEFAULT_RESULT_EXPIRES_S,
+    Claim,
+    ClaimStatus,
+    ResultBackend,
+    ResultRecord,
+)
+
+
+@dataclass(slots=True)
+class _Key:
+    owner: str
+    task_id: str
+    #: Monotonic deadline of the claim's lease, or of the completed mark.
+    until: float
+    done: bool = False
+
+
+class MemoryResultBackend(ResultBackend):
+    """Keeps records in a dict; waiters sleep on one ``asyncio.Event`` per task id."""
+
+    def __init__(
+        self,
+        *,
+        result_expires: float = DEFAULT_RESULT_EXPIRES_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.result_expires_s = result_expires
+        self._clock = clock
+        self._records: dict[str, tuple[ResultRecord, float]] = {}
+        self._final: dict[str, asyncio.Event] = {}
+        self._keys: dict[str, _Key] = {}
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, result_expires: float = DEFAULT_RESULT_EXPIRES_S
+    ) -> MemoryResultBackend:
+        return cls(result_expires=result_expires)
+
+    async def store(self, record: ResultRecord) -> None:
+        self._records[record.task_id] = (record, self._clock() + self.result_expires_s)
+        if record.state.is_final:
+            self._event(record.task_id).set()
+
+    async def fetch(self, task_id: str) -> ResultRecord | None:
+        entry = self._records.get(task_id)
+        if entry is None:
+            return None
+        record, expires_at = entry
+        if self._clock() >= expires_at:
+            del self._records[task_id]
+            self._final.pop(task_id, None)
+            return None
+        return record
+
+    async def wait(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
+        record = await self.fetch(task_id)
+        if record is not None and record.state.is_final:
+            return record
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._event(task_id).wait()
+        except TimeoutError:
+            return None
+        return await self.fetch(task_id)
+
+    def _event(self, task_id: str) -> asyncio.Event:
+        return self._final.setdefault(task_id, asyncio.Event())
+
+    async def claim(self, key: str, owner: str, task_id: str, lease_s: float) -> Claim:
+        now, held = self._clock(), self._keys.get(key)
+        if held is not None and now < held.until:
+            if held.done:
+                return Claim(ClaimStatus.COMPLETED, held.task_id)
+            if held.owner != owner:
+                return Claim(ClaimStatus.BUSY)
+        self._keys[key] = _Key(owner, task_id, now + lease_s)
+        return Claim(ClaimStatus.CLAIMED)
+
+    async def renew(self, key: str, owner: str, lease_s: float) -> bool:
+        held = self._keys.get(key)
+        if held is None or held.done or held.owner != owner or self._clock() >= held.until:
+            return False
+        held.until = self._clock() + lease_s
+        return True
+
+    async def complete(self, key: str, owner: str, record: ResultRecord) -> None:
+        held = self._keys.get(key)
+        if held is None or not held.done or self._clock() >= held.until:
+            self._keys[key] = _Key(
+                owner, record.task_id, self._clock() + self.result_expires_s, done=True
+            )
+        await self.store(record)
+
+    async def release(self, key: str, owner: str) -> None:
+        held = self._keys.get(key)
+        if held is not None and not held.done and held.owner == owner:
+            del self._keys[key]

@@ -1,0 +1,213 @@
+"""RedisResultBackend: records as keys with a TTL, waiting through pub/sub.
+
+- A record is a JSON string at ``{prefix}:result:{task_id}`` with a TTL of
+  ``result_expires`` seconds.
+- Storing a final record publishes on ``{prefix}:done:{task_id}``. A waiter
+  subscribes *before* reading the record, so a result stored between the
+  read and the wait still wakes it; it then sleeps on its socket (no polling).
+- The idempotency ledger is a hash per key, ``{prefix}:idem:{key}``:
+  ``state=running`` with the owner's lease as the key's TTL, then
+  ``state=done`` pointing at the task id whose record holds the result. The
+  claim, the renewal and the completion are Lua scripts, so they are atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError
+from aioack.results.base import (
+    DEFAULT_RESULT_EXPIRES_S,
+    Claim,
+    ClaimStatus,
+    ResultBackend,
+    ResultRecord,
+)
+
+_CLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'done' then
+  return {'completed', redis.call('HGET', KEYS[1], 'task_id')}
+end
+if state == 'running' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return {'busy', ''}
+end
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'task_id', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {'claimed', ''}
+"""
+
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'state') == 'running'
+   and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'state') == 'running'
+   and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# The first completion wins: a run that lost its lease and finished late
+# stores its own record but does not repoint the key.
+_COMPLETE = """
+if redis.call('HGET', KEYS[2], 'state') ~= 'done' then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], 'state', 'done', 'owner', ARGV[3], 'task_id', ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', KEYS[3], '1')
+return 1
+"""
+
+#: URL query parameters this backend takes (the rest go to redis-py).
+_OWN_QUERY = frozenset({"result_expires", "key_prefix"})
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """redis-py errors become aioack's at this boundary (httpx-style mapping)."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise BrokerUnavailable(f"result backend unreachable: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise BrokerError(f"result backend error: {exc}") from exc
+
+
+class RedisResultBackend(ResultBackend):
+    """``RedisResultBackend.from_url("redis://127.0.0.1:6379/0?result_expires=3600")``."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        result_expires: float = DEFAULT_RESULT_EXPIRES_S,
+        key_prefix: str = "aioack",
+    ) -> None:
+        if result_expires <= 0:
+            raise ConfigurationError("result_expires must be > 0 seconds")
+        self.result_expires_s = float(result_expires)
+        self.prefix = key_prefix
+        self._url = url
+        self._client: aioredis.Redis | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisResultBackend:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        own = {k: query.pop(k) for k in list(query) if k in _OWN_QUERY}
+        if "result_expires" in own:
+            own["result_expires"] = float(own["result_expires"])  # type: ignore[assignment]
+        rest = urlunsplit(parts._replace(query=urlencode(query)))
+        return cls(rest, **{**own, **options})
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(self._url)
+        return self._client
+
+    async def connect(self) -> None:
+        with _translated():
+            await self.client.ping()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def _result_key(self, task_id: str) -> str:
+        return f"{self.prefix}:result:{task_id}"
+
+    def _channel(self, task_id: str) -> str:
+        return f"{self.prefix}:done:{task_id}"
+
+    def _idem_key(self, key: str) -> str:
+        return f"{self.prefix}:idem:{key}"
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.result_expires_s * 1000))
+
+    async def store(self, record: ResultRecord) -> None:
+        body = record.model_dump_json()
+        with _translated():
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.set(self._result_key(record.task_id), body, px=self._ttl_ms)
+                if record.state.is_final:
+                    pipe.publish(self._channel(record.task_id), "1")
+                await pipe.execute()
+
+    async def fetch(self, task_id: str) -> ResultRecord | None:
+        with _translated():
+            raw = await self.client.get(self._result_key(task_id))
+        return None if raw is None else ResultRecord.model_validate_json(raw)
+
+    async def wait(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with _translated():
+            async with self.client.pubsub() as pubsub:
+                await pubsub.subscribe(self._channel(task_id))
+                # Read after subscribing: a store in between still publishes to us.
+                record = await self.fetch(task_id)
+                while record is None or not record.state.is_final:
+                    remaining_s = None if deadline is None else deadline - time.monotonic()
+                    if remaining_s is not None and remaining_s <= 0:
+                        return None
+                    # Blocks on the socket until a publish (or the deadline);
+                    # None is the subscribe confirmation or the timeout.
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=remaining_s
+                    )
+                    if message is not None:
+                        record = await self.fetch(task_id)
+                return record
+
+    async def claim(self, key: str, owner: str, task_id: str, lease_s: float) -> Claim:
+        with _translated():
+            status, completed_by = await self.client.eval(
+                _CLAIM, 1, self._idem_key(key), owner, task_id, int(lease_s * 1000)
+            )
+        status = ClaimStatus(_text(status))
+        return Claim(status, _text(completed_by) if status is ClaimStatus.COMPLETED else None)
+
+    async def renew(self, key: str, owner: str, lease_s: float) -> bool:
+        with _translated():
+            renewed = await self.client.eval(
+                _RENEW, 1, self._idem_key(key), owner, int(lease_s * 1000)
+            )
+        return bool(renewed)
+
+    async def complete(self, key: str, owner: str, record: ResultRecord) -> None:
+        keys = (
+            self._result_key(record.task_id),
+            self._idem_key(key),
+            self._channel(record.task_id),
+        )
+        with _translated():
+            await self.client.eval(
+                _COMPLETE, 3, *keys, record.model_dump_json(), self._ttl_ms, owner, record.task_id
+            )
+
+    async def release(self, key: str, owner: str) -> None:
+        with _translated():
+            await self.client.eval(_RELEASE, 1, self._idem_key(key), owner)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
