@@ -17,6 +17,7 @@ never loses. Client errors are translated in ``_amqp_errors``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -273,7 +274,10 @@ class RabbitMQBroker(Broker):
         await self.ack(delivery)
 
     async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
-        self._live(delivery)
+        handle = self._live(delivery)
+        if letter.message_id is None:
+            # An undecodable body has no envelope id; the AMQP message_id still names it.
+            letter = dataclasses.replace(letter, message_id=handle.message_id)
         await self.add_dead_letter(letter)
         await self.ack(delivery)
 
