@@ -1,0 +1,1 @@
+"""Integrations with web frameworks. Each needs its extra (``pip install 'aioack[fastapi]'``)."""
