@@ -203,6 +203,12 @@ class AckBatcher:
             self._task = asyncio.create_task(self._run(), name="aioack-redis-acks")
         return future
 
+    async def in_flight(self) -> None:
+        """Wait for the acks already queued to reach Redis (never raises)."""
+        task = self._task
+        if task is not None:
+            await asyncio.wait([task])
+
     async def drain(self) -> None:
         task = self._task
         if task is not None:
@@ -237,4 +243,4 @@ class AckBatcher:
         for items, flags in zip(groups.values(), results, strict=True):
             for (_, future), flag in zip(items, flags, strict=True):
                 if not future.done():
-                    future.set_result(bool(flag))
+                    future.set_result(flag == ord("1"))

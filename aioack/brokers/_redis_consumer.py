@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,7 @@ class RedisConsumer(Consumer):
         prefetch: int,
         timings: Timings,
         on_close: Callable[[RedisConsumer], None],
+        acks_in_flight: Callable[[], Awaitable[None]],
     ) -> None:
         self.name = consumer_name()
         self.io = io
@@ -106,6 +107,7 @@ class RedisConsumer(Consumer):
         self._prefetch = prefetch
         self._t = timings
         self._on_close = on_close
+        self._acks_in_flight = acks_in_flight
         #: (queue, entry id) of every entry this consumer holds in the PEL.
         self._held: set[tuple[str, bytes]] = set()
         #: Read ahead, not yet handed out: (delivery, monotonic time read or renewed).
@@ -143,6 +145,11 @@ class RedisConsumer(Consumer):
             if polled and remaining_s <= 0:
                 return None
             free = self._prefetch - len(self._held)
+            if 0 <= free < self._prefetch // 2:
+                # Acks on their way would free more slots: let them land, then
+                # read one big batch instead of many small ones.
+                await self._acks_in_flight()
+                free = self._prefetch - len(self._held)
             if free <= 0:
                 if remaining_s <= 0:
                     return None

@@ -284,7 +284,14 @@ class RedisBroker(Broker):
         if not queues:
             raise ConfigurationError("consume() needs at least one queue")
         await self.declare(queues)
-        consumer = RedisConsumer(self._io, queues, prefetch, self._timings, self._consumers.discard)
+        consumer = RedisConsumer(
+            self._io,
+            queues,
+            prefetch,
+            self._timings,
+            self._consumers.discard,
+            self._acks.in_flight,
+        )
         self._consumers.add(consumer)
         return consumer
 
