@@ -209,12 +209,12 @@ class AckManager:
         )
 
     def _log_settled(self, held: Held, action: Action, error: BaseException | None) -> None:
+        level = logging.ERROR if action.kind is ActionKind.DEAD_LETTER else logging.INFO
+        if not logger.isEnabledFor(level):
+            return  # the hot path builds no log text nobody reads
         elapsed = f"{time.monotonic() - held.started_at:.3f}s" if held.started_at else "-"
         what = _describe(action, held)
-        if action.kind is ActionKind.DEAD_LETTER:
-            logger.error("task %s attempt %s %s after %s", held.label, held.attempt, what, elapsed)
-        else:
-            logger.info("task %s attempt %s %s after %s", held.label, held.attempt, what, elapsed)
+        logger.log(level, "task %s attempt %s %s after %s", held.label, held.attempt, what, elapsed)
 
     # -- leases ------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from aioack.errors import (
     TimeLimitExceeded,
     UnknownTask,
 )
-from aioack.message import decode
+from aioack.message import Message, decode
 from aioack.task import Task, TaskContext
 
 
@@ -41,6 +41,7 @@ class Job:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     context: TaskContext
+    message: Message
 
 
 def prepare(app: App, held: Held, context_ack: Any) -> Job | Action:
@@ -78,7 +79,7 @@ def prepare(app: App, held: Held, context_ack: Any) -> Job | Action:
         args, kwargs = task.signature.from_wire(message.args, message.kwargs, context)
     except InvalidArguments as exc:
         return dead_letter("invalid_arguments", str(exc))
-    return Job(held, task, args, kwargs, context)
+    return Job(held, task, args, kwargs, context, message)
 
 
 @dataclass(slots=True)
@@ -91,15 +92,19 @@ class RunResult:
 async def execute(job: Job) -> RunResult:
     """Run the task; every way it can end becomes an Outcome (cancellation excepted)."""
     limit_s = job.task.options.time_limit
+    deadline: asyncio.Timeout | None = None
     try:
-        async with asyncio.timeout(limit_s) as deadline:
+        if limit_s is None:  # no timeout context on the hot path when there is no limit
             value = await _call(job)
+        else:
+            async with asyncio.timeout(limit_s) as deadline:
+                value = await _call(job)
     except Retry as exc:
         return RunResult(Outcome(OutcomeKind.RETRY_REQUESTED, error=exc, countdown=exc.countdown))
     except Reject as exc:
         return RunResult(Outcome(OutcomeKind.REJECTED, requeue=exc.requeue, reason=exc.reason))
     except TimeoutError as exc:
-        if not deadline.expired():
+        if deadline is None or not deadline.expired():
             return _failed(exc)
         timeout = TimeLimitExceeded(f"{job.task.name} ran past its time_limit of {limit_s}s")
         return RunResult(Outcome(OutcomeKind.TIMED_OUT, error=timeout), traceback_text=_tb(exc))

@@ -31,6 +31,15 @@ class TaskSignature:
         params = [p for p in self.full.parameters.values() if p.name != self.context_param]
         self.public = self.full.replace(parameters=params)
         self._adapters = {p.name: TypeAdapter(_annotation(p, hints)) for p in params}
+        # Every parameter takes a keyword: the worker may call fn(**values)
+        # and skip inspect's binding, the costliest step per task.
+        keywordable = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self._keyword_call = all(p.kind in keywordable for p in self.full.parameters.values())
+        self._positional = [
+            p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ]
+        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self._required = [p.name for p in params if p.default is p.empty]
 
     def to_wire(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -64,19 +73,44 @@ class TaskSignature:
         Raises:
             InvalidArguments: the message's arguments do not fit the signature.
         """
+        fast = self._keyword_values(args, kwargs) if self._keyword_call else None
+        if fast is not None:
+            values = self._validate(fast)
+            for name, default in self._defaults.items():
+                values.setdefault(name, default)  # defaults are used as written
+            if self.context_param is not None:
+                values[self.context_param] = context
+            return (), values
         bound = self._bind(tuple(args), kwargs)
+        bound.arguments.update(self._validate(dict(bound.arguments)))
         bound.apply_defaults()
-        values: dict[str, Any] = {}
-        for name, value in bound.arguments.items():
-            try:
-                values[name] = self._adapters[name].validate_python(value)
-            except ValidationError as exc:
-                raise InvalidArguments(f"{self._name}: argument {name!r}: {_first(exc)}") from exc
         if self.context_param is not None:
-            values[self.context_param] = context
-        ordered = {name: values[name] for name in self.full.parameters if name in values}
+            bound.arguments[self.context_param] = context
+        ordered = {n: bound.arguments[n] for n in self.full.parameters if n in bound.arguments}
         call = inspect.BoundArguments(self.full, ordered)
         return call.args, call.kwargs
+
+    def _keyword_values(self, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """Map a well-formed call to {name: value}; None sends it the slow, exact way."""
+        if len(args) > len(self._positional):
+            return None
+        values = dict(zip(self._positional, args, strict=False))
+        for name, value in kwargs.items():
+            if name in values or name not in self._adapters:
+                return None
+            values[name] = value
+        if any(name not in values for name in self._required):
+            return None
+        return values
+
+    def _validate(self, values: dict[str, Any]) -> dict[str, Any]:
+        validated: dict[str, Any] = {}
+        for name, value in values.items():
+            try:
+                validated[name] = self._adapters[name].validate_python(value)
+            except ValidationError as exc:
+                raise InvalidArguments(f"{self._name}: argument {name!r}: {_first(exc)}") from exc
+        return validated
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         try:

@@ -19,7 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aioack.ackmanager import AckManager, Held
 from aioack.brokers.base import Consumer
-from aioack.decide import NOTHING, RELEASE, Action, ActionKind, Outcome, OutcomeKind, decide
+from aioack.decide import (
+    NOTHING,
+    RELEASE,
+    Action,
+    ActionKind,
+    Outcome,
+    OutcomeKind,
+    dead_letter,
+    decide,
+)
 from aioack.errors import BrokerError
 from aioack.options import check_queue_name
 from aioack.resultflow import ResultFlow
@@ -203,8 +212,6 @@ class Worker:
             await self._results.refused(held, job_or_action)
             await acks.settle(held, job_or_action)
             return
-        if not job_or_action.task.options.acks_late:
-            await acks.ack_early(held)
         self._ready.put_nowait(job_or_action)
 
     async def _idle(self) -> bool:
@@ -242,8 +249,12 @@ class Worker:
     async def _run(self, job: Job) -> None:
         held, acks = job.held, self._acks
         assert acks is not None
-        if held.lost:
-            return  # lost while waiting for a slot: another worker has it now
+        if held.lost:  # lost while waiting for a slot: another worker has it now
+            await acks.settle(held, NOTHING)
+            return
+        if job.message.is_expired(time.time()):  # expired while waiting for a slot
+            await acks.settle(held, dead_letter("expired", "expired while waiting for a slot"))
+            return
         held.started_at = time.monotonic()
         logger.info(
             "task %s attempt %d started (delivery %d%s)",
@@ -259,6 +270,10 @@ class Worker:
             action = NOTHING if held.settled and gate.kind is ActionKind.ACK else gate
             await acks.settle(held, action, retry_body=held.delivery.body)
             return
+        if not job.task.options.acks_late:
+            # Early ack when the run starts, not on receipt: a prefetched,
+            # unstarted message must still be handed back on shutdown.
+            await acks.ack_early(held)
         token = CURRENT_TASK_ID.set(job.context.id)  # result.get() inside a task: guarded
         try:
             result = await execute(job)

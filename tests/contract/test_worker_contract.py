@@ -154,7 +154,7 @@ async def test_manual_ack_settles_once_and_a_later_failure_dead_letters_a_copy(
     await _assert_drained(broker, queue)
 
 
-async def test_early_ack_acks_on_receipt_and_records_a_failure(
+async def test_early_ack_acks_before_running_and_records_a_failure(
     broker: Broker, new_queue: Callable[[], str]
 ) -> None:
     queue, app, unacked_while_running = new_queue(), App(broker=broker), []
@@ -408,3 +408,27 @@ async def test_sync_task_runs_in_a_thread_without_blocking_the_loop(
     tick_task.cancel()
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert gaps and max(gaps) < 0.25, "the loop kept ticking while the sync task slept"
+
+
+async def test_early_ack_tasks_prefetched_but_unstarted_survive_a_graceful_stop(
+    broker: Broker, new_queue: Callable[[], str]
+) -> None:
+    queue, app = new_queue(), App(broker=broker)
+    started, proceed = asyncio.Event(), asyncio.Event()
+
+    @app.task(queue=queue, acks_late=False)
+    async def quick(n: int) -> None:
+        started.set()
+        await proceed.wait()
+
+    for n in range(5):
+        await quick.delay(n)
+    worker = app.worker([queue], concurrency=1, prefetch=5, shutdown_timeout=10)
+    async with worker:
+        await started.wait()
+        await wait_until(lambda: _unacked(broker, queue, 4), message="four prefetched")
+        worker.stop()
+        await wait_until(lambda: _ready_at_least(broker, queue, 4), message="handed back")
+        proceed.set()
+    stats = await broker.stats(queue)
+    assert (stats.ready, stats.unacked) == (4, 0), "early ack must not lose unstarted messages"
