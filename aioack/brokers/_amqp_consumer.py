@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aioack.brokers._amqp_acks import AckBatcher
 from aioack.brokers._amqp_errors import translated
 from aioack.brokers._amqp_topology import H_REDELIVERED, delivery_count
 from aioack.brokers.base import Consumer, Delivery
@@ -36,6 +37,7 @@ class AmqpHandle:
     consumer: RabbitConsumer
     queue: str
     channel: Any  # the aiormq channel: its generation
+    acks: AckBatcher  # that channel's coalesced acks
     tag: int
     message_id: str | None
     headers: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +70,7 @@ class RabbitConsumer(Consumer):
         self._held: set[AmqpHandle] = set()
         self._room = asyncio.Event()
         self._tags: list[tuple[AbstractQueue, str]] = []
+        self._acks: AckBatcher | None = None
         self._receiving = True
         self.closed = False
 
@@ -79,12 +82,18 @@ class RabbitConsumer(Consumer):
     async def _on_message(self, queue: str, message: AbstractIncomingMessage) -> None:
         # Runs in aio-pika's delivery path: no awaits, order kept per queue.
         headers = dict(message.headers or {})
+        channel = message.channel
+        if self._acks is None or self._acks.channel is not channel:
+            self._acks = AckBatcher(channel)  # a new channel generation
+        tag = int(message.delivery_tag or 0)
+        self._acks.delivered(tag)
         redelivered = bool(message.redelivered) or bool(headers.get(H_REDELIVERED))
         handle = AmqpHandle(
             consumer=self,
             queue=queue,
-            channel=message.channel,
-            tag=int(message.delivery_tag or 0),
+            channel=channel,
+            acks=self._acks,
+            tag=tag,
             message_id=message.message_id,
             headers=headers,
         )
@@ -98,20 +107,25 @@ class RabbitConsumer(Consumer):
         self._buffer.put_nowait(delivery)
 
     def _live_held(self) -> int:
-        return sum(1 for h in self._held if not h.stale)
+        # Deliveries of a dead channel never get settled here: drop them (rarely runs).
+        self._held = {h for h in self._held if not h.stale}
+        return len(self._held)
 
     async def get(self, timeout_s: float) -> Delivery | None:
         deadline = time.monotonic() + timeout_s
         while self._receiving:
             remaining_s = deadline - time.monotonic()
-            if self._live_held() >= self._prefetch:
+            if len(self._held) >= self._prefetch and self._live_held() >= self._prefetch:
                 # One consumer per queue may each fill its own qos window:
                 # the bound the worker relies on is kept here.
                 if not await _wait(self._room, remaining_s):
                     return None
                 continue
             try:
-                delivery = await asyncio.wait_for(self._buffer.get(), max(remaining_s, 0))
+                if self._buffer.empty():
+                    delivery = await asyncio.wait_for(self._buffer.get(), max(remaining_s, 0))
+                else:
+                    delivery = self._buffer.get_nowait()  # hot path: no timer, no task
             except TimeoutError:
                 if not self._is_connected():
                     raise BrokerUnavailable("RabbitMQ connection is down; reconnecting") from None

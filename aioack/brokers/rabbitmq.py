@@ -239,7 +239,7 @@ class RabbitMQBroker(Broker):
         handle = self._live(delivery)
         handle.consumer.forget(handle)
         with translated_settle(f"ack on {delivery.queue!r}"):
-            await handle.channel.basic_ack(handle.tag)
+            await handle.acks.ack(handle.tag)
 
     async def requeue(self, delivery: Delivery) -> None:
         handle = self._live(delivery)
@@ -250,6 +250,7 @@ class RabbitMQBroker(Broker):
         handle.consumer.forget(handle)
         with translated_settle(f"requeue on {delivery.queue!r}"):
             # basic.reject, not basic.nack: RabbitMQ 4 counts only reject as a failed delivery.
+            handle.acks.settled_elsewhere(handle.tag)
             await handle.channel.basic_reject(handle.tag, requeue=True)
 
     async def release(self, delivery: Delivery) -> None:

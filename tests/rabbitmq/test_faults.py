@@ -75,7 +75,11 @@ async def test_sigterm_finishes_running_hands_back_prefetched_and_exits_0(
     for n in range(6):
         await send(rabbit, declared, "work", n, 1.0)
     worker = spawn(concurrency=2, prefetch=6)
-    await wait_until(lambda: len(events(log, "start")) == 2, timeout=15, message="2 running")
+    try:
+        await wait_until(lambda: len(events(log, "start")) >= 2, timeout=15, message="2 running")
+    except AssertionError:
+        raise AssertionError(worker.output()) from None
+    assert len(events(log, "start")) == 2, worker.output()
     await wait_until(lambda: _unacked(rabbit, declared, 6), timeout=5, message="6 prefetched")
     worker.terminate()
     assert await asyncio.to_thread(worker.proc.wait, 10) == 0, worker.output()
