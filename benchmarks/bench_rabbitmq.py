@@ -104,12 +104,8 @@ async def main() -> None:
     raw_pub, raw_con = await raw_round(args.tasks, args.prefetch)
     ack_pub, ack_con = await aioack_round(args.tasks, args.concurrency, args.prefetch)
     print(f"tasks={args.tasks} concurrency={args.concurrency} prefetch={args.prefetch}")
-    print(
-        f"publish  raw aio-pika {raw_pub:8.0f}/s   aioack {ack_pub:8.0f}/s   {ack_pub / raw_pub:5.0%}"
-    )
-    print(
-        f"consume  raw aio-pika {raw_con:8.0f}/s   aioack {ack_con:8.0f}/s   {ack_con / raw_con:5.0%}"
-    )
+    for what, raw, ours in (("publish", raw_pub, ack_pub), ("consume", raw_con, ack_con)):
+        print(f"{what}  raw aio-pika {raw:8.0f}/s   aioack {ours:8.0f}/s   {ours / raw:5.0%}")
 
 
 if __name__ == "__main__":
