@@ -108,7 +108,8 @@ class Worker:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.stop()
+        if not self._stop.is_set():  # stopped already: leaving is not a second stop
+            self.stop()
         if self._background is not None:
             await self._background
 
@@ -189,7 +190,9 @@ class Worker:
     async def _receive(self, consumer: Consumer, acks: AckManager, burst: bool) -> None:
         poll_s = min(self.settings.poll_interval, 0.1) if burst else self.settings.poll_interval
         backoff_s = 0.0
-        while True:
+        # The stop flag, not only cancellation, ends the loop: a client library
+        # that swallows a CancelledError must not keep a stopping worker alive.
+        while not self._stop.is_set():
             try:
                 delivery = await consumer.get(poll_s)
                 backoff_s = 0.0
@@ -228,7 +231,7 @@ class Worker:
     # -- running -----------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        while True:
+        while not self._stop.is_set():
             await self._slots.acquire()
             try:
                 job = await self._ready.get()
