@@ -223,8 +223,9 @@ class Worker:
         if self._acks is not None and self._acks.held_count:
             return False
         for queue in self.settings.queues:
-            stats = await self.app.broker.stats(queue)
-            if stats.ready or stats.delayed:
+            # pending counts unacked too: an entry in a consumer's read-ahead
+            # buffer, or held by a dead worker, is work still to do.
+            if (await self.app.broker.stats(queue)).pending:
                 return False
         return True
 
