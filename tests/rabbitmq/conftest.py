@@ -8,7 +8,7 @@ import pytest
 
 from aioack.brokers.rabbitmq import RabbitMQBroker
 from tests.conftest import TEST_BROKER_OPTIONS
-from tests.rabbitmq.proxy import CuttableProxy
+from tests.proxy import TcpProxy
 from tests.support import AMQP_URL, require_service, unique
 
 
@@ -46,9 +46,9 @@ async def queue_name(rabbit: RabbitMQBroker) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def proxy(amqp_url: str) -> AsyncIterator[CuttableProxy]:
-    p = await CuttableProxy().start()
+async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
+    p = await TcpProxy(amqp_url).start()
     try:
         yield p
     finally:
-        await p.close()
+        await p.aclose()

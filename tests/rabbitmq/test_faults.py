@@ -15,8 +15,8 @@ import pytest
 
 from aioack.brokers.rabbitmq import RabbitMQBroker
 from aioack.message import Message
+from tests.proxy import TcpProxy
 from tests.rabbitmq import fault_app
-from tests.rabbitmq.proxy import CuttableProxy
 from tests.rabbitmq.workers import WorkerProcess, done_ids, events, send
 from tests.support import wait_until
 
@@ -137,7 +137,7 @@ async def test_connection_cuts_mid_task_and_mid_ack_lose_nothing(
     declared: str,
     spawn: Callable[..., WorkerProcess],
     log: Path,
-    proxy: CuttableProxy,
+    proxy: TcpProxy,
 ) -> None:
     for n in range(20):
         await send(rabbit, declared, "work", n, 0.4)

@@ -18,7 +18,7 @@ from aioack.errors import (
     PublishFailed,
     StaleDelivery,
 )
-from tests.rabbitmq.proxy import CuttableProxy
+from tests.proxy import TcpProxy
 from tests.support import unique, wait_until
 
 GOT = 5.0
@@ -242,7 +242,7 @@ async def test_redeclaring_with_another_queue_type_is_a_configuration_error(
 
 
 async def test_a_stale_delivery_after_a_reconnect_is_refused_and_sends_nothing(
-    make_rabbit: Callable[..., RabbitMQBroker], proxy: CuttableProxy, queue_name: str
+    make_rabbit: Callable[..., RabbitMQBroker], proxy: TcpProxy, queue_name: str
 ) -> None:
     broker = make_rabbit(proxy.url())
     await broker.connect()
@@ -276,7 +276,7 @@ async def test_a_stale_delivery_after_a_reconnect_is_refused_and_sends_nothing(
 
 
 async def test_no_client_exception_escapes_an_outage(
-    make_rabbit: Callable[..., RabbitMQBroker], proxy: CuttableProxy, queue_name: str
+    make_rabbit: Callable[..., RabbitMQBroker], proxy: TcpProxy, queue_name: str
 ) -> None:
     with pytest.raises(BrokerUnavailable):
         await make_rabbit("amqp://guest:guest@127.0.0.1:1/").connect()

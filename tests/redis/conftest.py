@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
 
 from aioack.brokers.redis import RedisBroker
-from tests.redis.servers import OwnRedis, Proxy
+from tests.proxy import TcpProxy
+from tests.redis.servers import OwnRedis
 from tests.support import REDIS_URL, require_service, unique
 
 #: Short enough that reclaim tests take about a second; long against local round trips.
@@ -70,8 +70,8 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture
-async def delay_proxy(redis_url: str) -> AsyncIterator[Proxy]:
+async def delay_proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
     """A proxy to the shared Redis that holds every chunk 5 ms each way."""
-    proxy = await Proxy(urlsplit(redis_url).port or 6379, delay_s=0.005).start()
+    proxy = await TcpProxy(redis_url, delay_s=0.005).start()
     yield proxy
     await proxy.aclose()

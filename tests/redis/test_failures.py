@@ -13,7 +13,8 @@ import redis.exceptions
 from aioack.brokers import DeadLetter, Delivery, broker_from_url
 from aioack.brokers.redis import RedisBroker
 from aioack.errors import AioackError, BrokerUnavailable, ConfigurationError
-from tests.redis.servers import OwnRedis, Proxy, free_port
+from tests.proxy import TcpProxy
+from tests.redis.servers import OwnRedis, free_port
 from tests.support import unique, wait_until
 
 
@@ -93,7 +94,7 @@ async def test_an_outage_is_broker_unavailable_everywhere_and_get_recovers_after
 
 
 async def test_commands_cancelled_mid_flight_leave_the_pool_answering_correctly(
-    make_broker: Callable[..., RedisBroker], delay_proxy: Proxy
+    make_broker: Callable[..., RedisBroker], delay_proxy: TcpProxy
 ) -> None:
     """Fault 8 at the broker level: each reply is slowed 10 ms so cancels land mid-command."""
     broker = make_broker(delay_proxy.url())

@@ -14,15 +14,15 @@ import json
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
 
 from aioack.brokers.redis import RedisBroker
 from aioack.errors import BrokerUnavailable
+from tests.proxy import TcpProxy
 from tests.redis.fault_app import make_app
-from tests.redis.servers import OwnRedis, Proxy
+from tests.redis.servers import OwnRedis
 from tests.redis.workers import WorkerProcess, counts, events
 from tests.support import unique, wait_until
 
@@ -185,7 +185,7 @@ async def _letters(url: str, queue: str) -> list:  # type: ignore[type-arg]
 async def test_5_a_cut_connection_mid_task_loses_nothing_and_the_worker_resumes(
     redis_url: str, queue: str, tmp_path: Path, spawn: Callable[..., WorkerProcess]
 ) -> None:
-    proxy = await Proxy(urlsplit(redis_url).port or 6379).start()
+    proxy = await TcpProxy(redis_url).start()
     try:
         worker = spawn(with_options(proxy.url()), concurrency=4, prefetch=8)
         app, tasks = make_app(queue, with_options(redis_url))
@@ -194,10 +194,9 @@ async def test_5_a_cut_connection_mid_task_loses_nothing_and_the_worker_resumes(
                 await tasks["work"].delay(n, 0.1)
         for done_before_cut in (8, 20):
             await wait_until(lambda n=done_before_cut: len(counts(tmp_path, "done")) >= n, 15)
-            proxy.refusing = True  # an outage of a third of a second
-            proxy.cut()
+            proxy.refuse()  # an outage of a third of a second
             await asyncio.sleep(0.3)
-            proxy.refusing = False
+            proxy.accept()
         await wait_until(lambda: set(counts(tmp_path, "done")) == set(range(40)), 20)
         await wait_until(lambda: _drained(redis_url, queue), 10, message="the queue to drain")
         assert worker.alive(), "the worker crashed on a cut connection"
