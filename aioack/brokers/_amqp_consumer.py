@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aioack.brokers._amqp_acks import AckBatcher
 from aioack.brokers._amqp_errors import translated
 from aioack.brokers._amqp_topology import H_REDELIVERED, delivery_count
-from aioack.brokers.base import Consumer, Delivery
+from aioack.brokers.base import Consumer, Delivery, wait_out
 from aioack.errors import BrokerError, BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ class RabbitConsumer(Consumer):
                 continue  # its channel died: RabbitMQ has requeued it already
             self._held.add(handle)
             return delivery
+        await wait_out(deadline)
         return None
 
     def forget(self, handle: AmqpHandle) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from aioack.brokers._redis_client import Call, RedisIO, translate_errors
-from aioack.brokers.base import Consumer, Delivery
+from aioack.brokers.base import Consumer, Delivery, wait_out
 from aioack.errors import BrokerError
 
 logger = logging.getLogger("aioack.brokers.redis")
@@ -160,6 +160,7 @@ class RedisConsumer(Consumer):
                 await self._housekeep(free)
                 if not self._ready:
                     await self._read(free, self._block_s(remaining_s))
+        await wait_out(deadline)
         return None
 
     async def _wait_for_slot(self, timeout_s: float) -> None:

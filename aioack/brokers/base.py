@@ -11,6 +11,7 @@ once per delivery: the AckManager guarantees it, so brokers need not.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -71,6 +72,16 @@ class QueueStats:
         return self.ready + self.delayed + self.unacked
 
 
+async def wait_out(deadline: float) -> None:
+    """Sleep until ``deadline`` (monotonic seconds).
+
+    A cancelled or closed consumer has nothing to deliver, but ``get()`` still
+    waits out its timeout: a caller that polls ``get()`` in a loop must never
+    spin and starve the event loop.
+    """
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
 class Consumer(ABC):
     """A subscription to one or more queues, bounded by ``prefetch``.
 
@@ -81,6 +92,9 @@ class Consumer(ABC):
     @abstractmethod
     async def get(self, timeout_s: float) -> Delivery | None:
         """Wait up to ``timeout_s`` for the next delivery; None when none came.
+
+        A cancelled or closed consumer returns None only after ``timeout_s``
+        (see ``wait_out``), never at once.
 
         Raises:
             BrokerUnavailable: the connection is down (the worker retries).

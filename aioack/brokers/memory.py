@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, wait_out
 from aioack.errors import BrokerUnavailable, ConfigurationError, StaleDelivery
 
 
@@ -222,6 +222,7 @@ class _MemoryConsumer(Consumer):
                 return None
             wait_s = remaining_s if next_due_s is None else min(remaining_s, next_due_s)
             await broker._wait_change(wait_s)
+        await wait_out(deadline)
         return None
 
     def _deliver(self, entry: _Entry) -> Delivery:

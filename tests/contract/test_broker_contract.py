@@ -5,6 +5,7 @@ A broker joins by being listed in tests/conftest.py BROKER_KINDS.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -217,3 +218,18 @@ async def test_one_consumer_reads_several_queues_and_publish_many_keeps_order(
     for d in got:
         await broker.ack(d)
     await consumer.close()
+
+
+async def test_a_cancelled_or_closed_consumer_still_waits_out_get_timeouts(
+    broker: Broker, new_queue: Callable[[], str]
+) -> None:
+    queue = new_queue()
+    await broker.declare([queue])
+    consumer = await broker.consume([queue], prefetch=1)
+    await consumer.cancel()
+    started = time.monotonic()
+    assert await consumer.get(0.2) is None
+    await consumer.close()
+    assert await consumer.get(0.2) is None
+    # A worker polls get() in a loop: an instant None would spin the event loop.
+    assert time.monotonic() - started >= 0.35

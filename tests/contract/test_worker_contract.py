@@ -11,12 +11,12 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from aioack import AlreadySettled, App, Reject, Retry, TaskContext
-from aioack.brokers import Broker
+from aioack.brokers import Broker, Consumer
 from aioack.message import Message
 from aioack.testing import run_until_idle
 from tests.support import wait_until
@@ -432,3 +432,36 @@ async def test_early_ack_tasks_prefetched_but_unstarted_survive_a_graceful_stop(
         proceed.set()
     stats = await broker.stats(queue)
     assert (stats.ready, stats.unacked) == (4, 0), "early ack must not lose unstarted messages"
+
+
+async def test_a_run_whose_delivery_was_lost_is_cancelled_and_never_settled(
+    broker: Broker, new_queue: Callable[[], str]
+) -> None:
+    queue, app = new_queue(), App(broker=broker)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+    consumers: list[Consumer] = []
+    consume = broker.consume
+
+    async def capture(queues: Sequence[str], *, prefetch: int) -> Consumer:
+        consumers.append(await consume(queues, prefetch=prefetch))
+        return consumers[-1]
+
+    @app.task(queue=queue)
+    async def long_running() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    await long_running.delay()
+    broker.consume = capture  # type: ignore[method-assign]
+    worker = app.worker([queue], concurrency=1, prefetch=1)
+    async with worker:
+        await started.wait()
+        # The delivery is lost (as on a dropped connection): the broker takes it back.
+        await consumers[0].close()
+        await asyncio.wait_for(cancelled.wait(), timeout=10)
+    stats = await broker.stats(queue)
+    assert (stats.ready, stats.unacked, stats.dead) == (1, 0, 0), "lost, not acked: redelivered"
