@@ -74,12 +74,20 @@ def prepare(app: App, held: Held, context_ack: Any) -> Job | Action:
         delivery_count=delivery.delivery_count,
         redelivered=delivery.redelivered,
         _ack=context_ack,
+        idempotency_key=_idempotency_key(message, task),
+        _results=app.results,
     )
     try:
         args, kwargs = task.signature.from_wire(message.args, message.kwargs, context)
     except InvalidArguments as exc:
         return dead_letter("invalid_arguments", str(exc))
     return Job(held, task, args, kwargs, context, message)
+
+
+def _idempotency_key(message: Message, task: Task[Any, Any]) -> str | None:
+    if message.idempotency_key is not None:
+        return message.idempotency_key
+    return message.id if task.options.idempotent else None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ import functools
 import time
 import typing
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -17,7 +18,7 @@ from pydantic import TypeAdapter
 from aioack.errors import ConfigurationError, JoinInsideTask, ResultTimeout, TaskFailed
 from aioack.message import Message, new_task_id
 from aioack.options import TaskOptions, check_queue_name
-from aioack.results.base import ResultBackend, ResultRecord, State
+from aioack.results.base import Effect, ResultBackend, ResultRecord, State
 from aioack.signature import TaskSignature
 
 if TYPE_CHECKING:
@@ -113,6 +114,10 @@ class TaskContext:
     delivery_count: int
     redelivered: bool
     _ack: Callable[[], Awaitable[None]] = field(repr=False)
+    #: The key effect-once runs share: ``apply_async(idempotency_key=...)``,
+    #: or the task id for ``idempotent=True`` tasks; None otherwise.
+    idempotency_key: str | None = None
+    _results: ResultBackend | None = field(default=None, repr=False)
 
     async def ack(self) -> None:
         """Ack the delivery now (manual early ack): a crash from here on loses the run.
@@ -121,6 +126,34 @@ class TaskContext:
             AlreadySettled: the delivery was acked already.
         """
         await self._ack()
+
+    def effect(self, name: str = "effect") -> AbstractAsyncContextManager[Effect]:
+        """A block whose writes commit at most once per idempotency key, ever.
+
+        ::
+
+            async with ctx.effect("charge") as fx:
+                fx.tx.hincrby("balances", user, -cents)   # queued, not awaited
+
+        The writes queued on ``fx.tx`` (a redis-py pipeline on the result
+        backend's Redis) commit atomically with the mark (key, ``name``)
+        when the block exits; if an earlier run of this key committed that
+        mark, they are dropped (``fx.already_applied`` says so up front).
+        An exception in the block drops them too. Use one name per distinct
+        effect of a task.
+
+        Raises:
+            ConfigurationError: the run has no idempotency key, or the result
+                backend cannot commit effects (only Redis can).
+        """
+        if self.idempotency_key is None:
+            raise ConfigurationError(
+                f"ctx.effect() in {self.task_name}: the run has no idempotency key; mark "
+                "the task idempotent=True or publish it with apply_async(idempotency_key=...)"
+            )
+        if self._results is None:
+            raise ConfigurationError("ctx.effect() needs a result backend: App(results=...)")
+        return self._results.effect(self.idempotency_key, name, self.id)
 
 
 class Task(Generic[P, R]):

@@ -11,10 +11,13 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from aioack.errors import ConfigurationError
 
 #: Seconds a result (and a completed idempotency key) is kept by default: one day.
 DEFAULT_RESULT_EXPIRES_S = 86_400.0
@@ -63,6 +66,33 @@ class Claim:
     status: ClaimStatus
     #: COMPLETED: the task id whose record holds the key's result.
     task_id: str | None = None
+
+
+@dataclass(slots=True)
+class Effect:
+    """One effect block of an effect-once run (``async with ctx.effect() as fx``).
+
+    The writes the block queues on ``tx`` are committed together with the
+    block's *mark* (key, name) in one transaction when the block exits, and
+    only if no run committed that mark before: so the block's writes happen
+    at most once per key, however often the task runs.
+    """
+
+    key: str
+    name: str
+    #: Where the block queues its writes: for Redis, a redis-py pipeline in
+    #: MULTI mode (``fx.tx.hincrby(...)``; not awaited, not executed by you).
+    tx: Any
+    #: The task id of the run that committed this mark before this block
+    #: started, or None. When set, the block's writes are discarded.
+    committed_by: str | None = None
+    #: True once this block's writes were committed (set when the block exits).
+    applied: bool = False
+
+    @property
+    def already_applied(self) -> bool:
+        """An earlier run committed this effect: skip work that only feeds it."""
+        return self.committed_by is not None
 
 
 class ResultBackend(ABC):
@@ -120,8 +150,11 @@ class ResultBackend(ABC):
         """
 
     @abstractmethod
-    async def renew(self, key: str, owner: str, lease_s: float) -> bool:
-        """Extend the lease ``owner`` holds on ``key``; False if it no longer holds it.
+    async def renew(self, key: str, owner: str, task_id: str, lease_s: float) -> bool:
+        """Extend the lease ``owner`` holds on ``key``; False if it lost the key.
+
+        A key whose lease ran out while nobody else claimed it is taken again
+        (True); a key another owner claimed, or that a run completed, is lost.
 
         Raises:
             BrokerUnavailable.
@@ -137,6 +170,21 @@ class ResultBackend(ABC):
         Raises:
             BrokerUnavailable: neither was stored.
         """
+
+    def effect(self, key: str, name: str, task_id: str) -> AbstractAsyncContextManager[Effect]:
+        """An effect block for ``key``: writes queued on ``Effect.tx`` commit once, ever.
+
+        Backends that cannot commit writes atomically with a mark do not
+        offer effect blocks.
+
+        Raises:
+            ConfigurationError: this backend has no transactional effects.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot commit effects atomically with their mark: "
+            "ctx.effect() needs App(results='redis://...'), and the block's writes go to "
+            "that Redis"
+        )
 
     @abstractmethod
     async def release(self, key: str, owner: str) -> None:

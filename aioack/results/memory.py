@@ -86,11 +86,15 @@ class MemoryResultBackend(ResultBackend):
         self._keys[key] = _Key(owner, task_id, now + lease_s)
         return Claim(ClaimStatus.CLAIMED)
 
-    async def renew(self, key: str, owner: str, lease_s: float) -> bool:
-        held = self._keys.get(key)
-        if held is None or held.done or held.owner != owner or self._clock() >= held.until:
+    async def renew(self, key: str, owner: str, task_id: str, lease_s: float) -> bool:
+        now, held = self._clock(), self._keys.get(key)
+        if held is None or now >= held.until:
+            # Expired with nobody taking it over: still this run's to hold.
+            self._keys[key] = _Key(owner, task_id, now + lease_s)
+            return True
+        if held.done or held.owner != owner:
             return False
-        held.until = self._clock() + lease_s
+        held.until = now + lease_s
         return True
 
     async def complete(self, key: str, owner: str, record: ResultRecord) -> None:

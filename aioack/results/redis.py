@@ -9,24 +9,30 @@
   ``state=running`` with the owner's lease as the key's TTL, then
   ``state=done`` pointing at the task id whose record holds the result. The
   claim, the renewal and the completion are Lua scripts, so they are atomic.
+- Effect marks are a hash per key, ``{prefix}:effects:{key}`` (effect name ->
+  task id that committed it), kept ``result_expires`` seconds. An effect
+  block WATCHes it, reads its mark, and commits its queued writes with the
+  mark in one MULTI/EXEC: a mark set by another run in between makes EXEC
+  fail, so two runs can never both commit one effect.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError
+from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError, Retry
 from aioack.results.base import (
     DEFAULT_RESULT_EXPIRES_S,
     Claim,
     ClaimStatus,
+    Effect,
     ResultBackend,
     ResultRecord,
 )
@@ -44,13 +50,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {'claimed', ''}
 """
 
+# A key that expired with nobody taking it over is still this run's to hold:
+# it is taken again. Held by another owner, or done, it is lost.
 _RENEW = """
-if redis.call('HGET', KEYS[1], 'state') == 'running'
-   and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == false then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'task_id', ARGV[3])
+elseif state ~= 'running' or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return 0
 end
-return 0
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 
 _RELEASE = """
@@ -140,6 +150,9 @@ class RedisResultBackend(ResultBackend):
     def _idem_key(self, key: str) -> str:
         return f"{self.prefix}:idem:{key}"
 
+    def _effects_key(self, key: str) -> str:
+        return f"{self.prefix}:effects:{key}"
+
     @property
     def _ttl_ms(self) -> int:
         return max(1, int(self.result_expires_s * 1000))
@@ -186,12 +199,53 @@ class RedisResultBackend(ResultBackend):
         status = ClaimStatus(_text(status))
         return Claim(status, _text(completed_by) if status is ClaimStatus.COMPLETED else None)
 
-    async def renew(self, key: str, owner: str, lease_s: float) -> bool:
+    async def renew(self, key: str, owner: str, task_id: str, lease_s: float) -> bool:
         with _translated():
             renewed = await self.client.eval(
-                _RENEW, 1, self._idem_key(key), owner, int(lease_s * 1000)
+                _RENEW, 1, self._idem_key(key), owner, int(lease_s * 1000), task_id
             )
         return bool(renewed)
+
+    @contextlib.asynccontextmanager
+    async def effect(self, key: str, name: str, task_id: str) -> AsyncIterator[Effect]:
+        marks = self._effects_key(key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            with _translated():
+                await pipe.watch(marks)
+                before = await pipe.hget(marks, name)
+            # MULTI before the block: the writes it queues are buffered, even
+            # when they are to be discarded (a watching pipeline runs at once).
+            pipe.multi()  # type: ignore[no-untyped-call]
+            effect = Effect(key, name, pipe, None if before is None else _text(before))
+            yield effect  # an exception in the block discards its writes
+            if effect.committed_by is not None:
+                return  # committed by an earlier run: the writes are dropped
+            pipe.hset(marks, name, task_id)
+            pipe.pexpire(marks, self._ttl_ms)
+            if await self._commit(pipe):
+                effect.applied = True
+            else:
+                await self._lost_race(effect)
+
+    @staticmethod
+    async def _commit(pipe: Any) -> bool:
+        """EXEC the block's writes with its mark; False when WATCH refused them."""
+        with _translated():
+            try:
+                await pipe.execute()
+            except redis.exceptions.WatchError:
+                return False
+        return True
+
+    async def _lost_race(self, effect: Effect) -> None:
+        """EXEC refused: the marks changed since WATCH. Nothing of ours was written."""
+        with _translated():
+            winner = await self.client.hget(self._effects_key(effect.key), effect.name)
+        if winner is None:  # another effect of this key changed the hash: try the run again
+            raise Retry(
+                0.0, reason=f"effect {effect.name!r} of key {effect.key!r} raced; not applied"
+            )
+        effect.committed_by = _text(winner)  # a concurrent run committed it first
 
     async def complete(self, key: str, owner: str, record: ResultRecord) -> None:
         keys = (
