@@ -36,7 +36,9 @@ class Held:
     #: This worker no longer owns the delivery (lease lost, channel gone).
     lost: bool = False
     started_at: float | None = None
-    run: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: The run's asyncio task, set only while the task's function executes:
+    #: cancelling it then lands inside the function, never inside a settle.
+    body: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:

@@ -51,18 +51,16 @@ class App:
     ) -> None:
         if idempotency_lease <= 0:
             raise ConfigurationError("idempotency_lease must be > 0 seconds")
-        self.results: ResultBackend | None = (
-            backend_from_url(results, result_expires=result_expires)
-            if isinstance(results, str)
-            else results
-        )
+        self._connected = False
+        self.result_expires = result_expires
+        self.results: ResultBackend | None = None
+        self.use_results(results)
         self.idempotency_lease = float(idempotency_lease)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.max_message_bytes = max_message_bytes
         self._broker_spec = broker
         self._broker_options = broker_options
         self._broker: Broker | None = None
-        self._connected = False
         self._declared: set[str] = set()
 
     # -- broker ------------------------------------------------------------
@@ -87,6 +85,16 @@ class App:
             raise ConfigurationError("cannot change the broker of a connected App")
         self._broker_spec, self._broker = broker, None
         self._declared.clear()
+
+    def use_results(self, results: str | ResultBackend | None) -> None:
+        """Pick the result backend before connecting (the CLI's ``--results``)."""
+        if self._connected:
+            raise ConfigurationError("cannot change the result backend of a connected App")
+        self.results = (
+            backend_from_url(results, result_expires=self.result_expires)
+            if isinstance(results, str)
+            else results
+        )
 
     async def connect(self) -> None:
         """Open the broker (and result backend) connections. Idempotent."""

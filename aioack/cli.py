@@ -17,6 +17,7 @@ from aioack.app import App
 from aioack.errors import BrokerUnavailable, ConfigurationError
 
 ENV_BROKER_URL = "AIOACK_BROKER_URL"
+ENV_RESULTS_URL = "AIOACK_RESULTS_URL"
 
 
 class ExitCode(enum.IntEnum):
@@ -27,7 +28,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  #: bad command line
     CONFIG_ERROR = 3  #: settings that cannot work: the message says what to change
     APP_NOT_FOUND = 4  #: the module:app could not be imported or is not an App
-    BROKER_UNAVAILABLE = 5  #: the broker could not be reached at start
+    BROKER_UNAVAILABLE = 5  #: the broker or the result backend could not be reached at start
     FORCED_STOP = 6  #: a second signal cut the grace period short
 
 
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--prefetch", type=int, help="deliveries held at once (2 x concurrency)")
     worker.add_argument("--burst", action="store_true", help="exit 0 when the queues are empty")
     worker.add_argument("--broker", help=f"broker URL (default: ${ENV_BROKER_URL}, then the app's)")
+    worker.add_argument(
+        "--results",
+        help=f"result backend URL (default: ${ENV_RESULTS_URL}, then the app's)",
+    )
     worker.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -104,6 +109,9 @@ async def _run_worker(app: App, args: argparse.Namespace) -> int:
     broker_url = args.broker or os.environ.get(ENV_BROKER_URL)
     if broker_url:
         app.use_broker(broker_url)
+    results_url = args.results or os.environ.get(ENV_RESULTS_URL)
+    if results_url:
+        app.use_results(results_url)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     worker = app.worker(
         queues,

@@ -25,6 +25,7 @@ class OutcomeKind(enum.Enum):
     REJECTED = "rejected"  # the task raised Reject
     LOST = "lost"  # the delivery was lost mid-run (lease, connection): run cancelled
     SHUTDOWN = "shutdown"  # still running at the shutdown deadline: cancelled
+    CLAIM_LOST = "claim_lost"  # effect-once: another run took the key over; cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +105,9 @@ def decide(
     kind = outcome.kind
     if kind is OutcomeKind.SUCCEEDED:
         return NOTHING if settled else ACK
-    if kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN):
-        # Never ack what did not finish: the broker redelivers it.
+    if kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN, OutcomeKind.CLAIM_LOST):
+        # Never ack what did not finish: the broker redelivers it. A requeued
+        # CLAIM_LOST delivery meets the key's new holder at its next claim.
         return NOTHING if settled or kind is OutcomeKind.LOST else REQUEUE
     if kind is OutcomeKind.REJECTED:
         if outcome.requeue:

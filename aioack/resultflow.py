@@ -20,7 +20,7 @@ import logging
 import traceback
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from aioack.decide import ACK, REQUEUE, Action, ActionKind, Outcome, OutcomeKind
 from aioack.errors import BrokerError, ConfigurationError
@@ -42,7 +42,9 @@ MAX_BUSY_DELAY_S = 5.0
 class _Claimed:
     key: str
     owner: str
-    renewer: asyncio.Task[None]
+    renewer: asyncio.Task[None] | None = None
+    #: Another run took the key over (or completed it): this run was cancelled.
+    lost: bool = False
 
 
 class ResultFlow:
@@ -74,7 +76,7 @@ class ResultFlow:
         backend = self.backend
         if backend is None:
             return None
-        key = _idempotency_key(job)
+        key = job.context.idempotency_key
         if key is not None:
             gate = await self._claim(backend, job, key)
             if gate is not None:
@@ -101,9 +103,15 @@ class ResultFlow:
                 "task %s: key %r held by a live run; back in %.1fs", label, key, self.busy_delay_s
             )
             return Action(ActionKind.RETRY, delay_s=self.busy_delay_s)
-        renewer = asyncio.create_task(self._renew(backend, key, owner, label))
-        self._claims[id(job.held)] = _Claimed(key, owner, renewer)
+        claimed = _Claimed(key, owner)
+        claimed.renewer = asyncio.create_task(self._renew(backend, claimed, job))
+        self._claims[id(job.held)] = claimed
         return None
+
+    def claim_lost(self, job: Job) -> bool:
+        """Whether the run was cancelled because another run took its key."""
+        claimed = self._claims.get(id(job.held))
+        return claimed is not None and claimed.lost
 
     async def _copy_result(
         self, backend: ResultBackend, completed_by: str | None, job: Job
@@ -115,16 +123,27 @@ class ResultFlow:
         if first is not None:
             await backend.store(first.model_copy(update={"task_id": job.context.id}))
 
-    async def _renew(self, backend: ResultBackend, key: str, owner: str, label: str) -> None:
+    async def _renew(self, backend: ResultBackend, claimed: _Claimed, job: Job) -> None:
         # A third of the lease: two renewals may fail before another run may take over.
+        label = job.held.label
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
-                if not await backend.renew(key, owner, self.lease_s):
-                    logger.warning("task %s lost its claim on key %r", label, key)
-                    return
+                renewed = await backend.renew(
+                    claimed.key, claimed.owner, job.context.id, self.lease_s
+                )
             except BrokerError as exc:
-                logger.warning("task %s could not renew key %r: %s", label, key, exc)
+                logger.warning("task %s could not renew key %r: %s", label, claimed.key, exc)
+                continue
+            if not renewed:
+                # Two runs of one key must not go on side by side: stop this one.
+                logger.warning(
+                    "task %s lost key %r to another run; cancelling it", label, claimed.key
+                )
+                claimed.lost = True
+                if job.held.body is not None:
+                    job.held.body.cancel()
+                return
 
     # -- after -------------------------------------------------------------
 
@@ -141,20 +160,20 @@ class ResultFlow:
     async def after_run(self, job: Job, result: RunResult, action: Action) -> Action:
         """Store the run's record, then say how to settle (REQUEUE if the store failed)."""
         backend, claimed = self.backend, self._claims.pop(id(job.held), None)
-        if claimed is not None:
+        if claimed is not None and claimed.renewer is not None:
             claimed.renewer.cancel()
         if backend is None:
             return action
         record = _final_record(job, result, action)
         try:
-            if claimed is not None and record is not None and record.state is State.SUCCESS:
+            if claimed is not None and _completes(record):
                 await backend.complete(claimed.key, claimed.owner, record)
             elif record is not None:
                 await backend.store(record)
         except BrokerError as exc:
             return self._store_failed(job.held, action, record, exc)
         finally:
-            if claimed is not None and (record is None or record.state is not State.SUCCESS):
+            if claimed is not None and not claimed.lost and not _completes(record):
                 await _release(backend, claimed)
         return action
 
@@ -192,12 +211,9 @@ class ResultFlow:
             logger.warning("task %s: could not store DEAD_LETTERED: %s", held.label, exc)
 
 
-def _idempotency_key(job: Job) -> str | None:
-    message = job.held.message
-    assert message is not None
-    if message.idempotency_key is not None:
-        return message.idempotency_key
-    return message.id if job.task.options.idempotent else None
+def _completes(record: ResultRecord | None) -> TypeGuard[ResultRecord]:
+    """Only a success completes a key; anything else frees it for the next run."""
+    return record is not None and record.state is State.SUCCESS
 
 
 def _record(job: Job, state: State, **fields: object) -> ResultRecord:
@@ -216,7 +232,7 @@ def _final_record(job: Job, result: RunResult, action: Action) -> ResultRecord |
     outcome = result.outcome
     if outcome.kind is OutcomeKind.SUCCEEDED:
         return _record(job, State.SUCCESS, result=result.value)
-    if outcome.kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN):
+    if outcome.kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN, OutcomeKind.CLAIM_LOST):
         return None
     error = outcome.error
     details: dict[str, object] = {

@@ -240,7 +240,6 @@ class Worker:
                 self._slots.release()
                 raise
             run = asyncio.create_task(self._run(job), name=f"aioack-run-{job.context.id}")
-            job.held.run = run
             self._running.add(run)
             run.add_done_callback(self._run_done)
 
@@ -279,13 +278,14 @@ class Worker:
             # unstarted message must still be handed back on shutdown.
             await acks.ack_early(held)
         token = CURRENT_TASK_ID.set(job.context.id)  # result.get() inside a task: guarded
+        held.body = asyncio.current_task()
         try:
             result = await execute(job)
         except asyncio.CancelledError:
             _uncancel()
-            kind = OutcomeKind.LOST if held.lost else OutcomeKind.SHUTDOWN
-            result = RunResult(Outcome(kind))
+            result = RunResult(Outcome(self._why_cancelled(job)))
         finally:
+            held.body = None
             CURRENT_TASK_ID.reset(token)
         await self._settle(job, self._results.encode(job, result))
 
@@ -325,9 +325,16 @@ class Worker:
             traceback_text=result.traceback_text,
         )
 
+    def _why_cancelled(self, job: Job) -> OutcomeKind:
+        if job.held.lost:
+            return OutcomeKind.LOST
+        if self._results.claim_lost(job):
+            return OutcomeKind.CLAIM_LOST
+        return OutcomeKind.SHUTDOWN
+
     def _on_lost(self, held: Held) -> None:
-        if held.run is not None and self.settings.cancel_on_lost_delivery:
-            held.run.cancel()
+        if held.body is not None and self.settings.cancel_on_lost_delivery:
+            held.body.cancel()
 
     # -- shutdown ----------------------------------------------------------
 

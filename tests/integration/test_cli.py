@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from aioack import App
+from aioack.brokers import broker_from_url
 from aioack.cli import ExitCode, main
+from aioack.results import State
+from aioack.results.redis import RedisResultBackend
+from tests.apps import simple
+from tests.support import REDIS_URL, require_service, unique
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _restore_simple_app() -> Iterator[None]:
+    """main() points the imported App at --broker/--results; undo it for later tests."""
+    yield
+    simple.app.use_results(None)
 
 
 def test_help_lists_commands_examples_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,6 +64,11 @@ def test_python_dash_m_aioack_runs() -> None:
             ["worker", "tests.apps.simple:app", "--broker", "redis://127.0.0.1:1/0"],
             ExitCode.BROKER_UNAVAILABLE,
         ),
+        (["worker", "tests.apps.simple:app", "--results", "kafka://x"], ExitCode.CONFIG_ERROR),
+        (
+            ["worker", "tests.apps.simple:app", "--results", "redis://127.0.0.1:1/0", "--burst"],
+            ExitCode.BROKER_UNAVAILABLE,
+        ),
         (["worker", "tests.apps.simple:app", "--broker", "memory://", "--burst"], ExitCode.OK),
     ],
     ids=[
@@ -60,11 +80,39 @@ def test_python_dash_m_aioack_runs() -> None:
         "zero-concurrency",
         "bad-queue",
         "broker-down",
+        "bad-results-scheme",
+        "results-down",
         "burst-empty",
     ],
 )
 def test_exit_codes(argv: list[str], code: ExitCode) -> None:
     assert main(argv) == code
+
+
+async def test_results_flag_gives_a_worker_process_its_result_backend() -> None:
+    """The App in tests.apps.simple keeps no results; --results makes the worker store them."""
+    require_service(REDIS_URL)
+    queue = unique("cli")
+    results_url = f"{REDIS_URL}?key_prefix={unique('aioack-test')}"
+    producer = App(broker=broker_from_url(REDIS_URL), results=results_url)
+    noop = producer.task(name="tests.apps.simple.noop")(_noop_stub)
+    result = await noop.apply_async(queue=queue)
+    try:
+        argv = ["--broker", REDIS_URL, "--results", results_url, "-Q", queue, "--burst"]
+        worker = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "aioack", "worker", "tests.apps.simple:app", *argv], cwd=ROOT
+        )
+        assert await asyncio.wait_for(worker.wait(), 60) == ExitCode.OK
+        assert await result.state() is State.SUCCESS
+    finally:
+        await producer.broker.delete([queue])
+        assert isinstance(producer.results, RedisResultBackend)
+        await producer.results.client.delete(f"{producer.results.prefix}:result:{result.id}")
+        await producer.aclose()
+
+
+async def _noop_stub() -> None:
+    raise AssertionError("runs in the worker process only")
 
 
 def _start_drain_worker(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:

@@ -156,3 +156,53 @@ async def test_idempotent_tasks_without_a_result_backend_refuse_to_start() -> No
         await app.worker().run(burst=True)
     with pytest.raises(ConfigurationError, match="result backend"):
         await once.apply_async(idempotency_key="k")
+
+
+async def test_a_run_whose_key_another_run_completed_is_cancelled_and_not_rerun(
+    backend: ResultBackend,
+) -> None:
+    app, queue = make_app(backend, lease_s=0.3)
+    started = asyncio.Event()
+    ends: list[str] = []
+
+    @app.task(queue=queue, idempotent=True)
+    async def ship(item: str) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            ends.append("cancelled")
+            raise
+        ends.append("finished")
+        return item
+
+    result = await ship.apply_async(("box",), task_id=unique("ship"))
+    async with app.worker([queue], concurrency=1):
+        await started.wait()
+        # Another run completes the key (as when this run's lease had lapsed):
+        # the next renewal finds the key gone from this run and cancels it.
+        done = ResultRecord(task_id=result.id, state=State.SUCCESS, result="other-run")
+        await backend.complete(result.id, "other-worker", done)
+        assert await result.get(timeout=3) == "other-run"
+        await wait_until(
+            lambda: _idle(app, queue), timeout=3, message="the requeued delivery acked unrun"
+        )
+    assert ends == ["cancelled"]
+
+
+async def _idle(app: App, queue: str) -> bool:
+    stats = await app.broker.stats(queue)
+    return stats.ready + stats.delayed + stats.unacked == 0
+
+
+async def test_renewal_keeps_a_lapsed_key_nobody_took_and_loses_a_taken_one(
+    backend: ResultBackend,
+) -> None:
+    lapsed, taken = unique("lapsed"), unique("taken")
+    for key in (lapsed, taken):
+        assert (await backend.claim(key, "me", key, 0.1)).status is ClaimStatus.CLAIMED
+    await asyncio.sleep(0.2)  # both leases run out
+    assert (await backend.claim(taken, "other", taken, 5.0)).status is ClaimStatus.CLAIMED
+    assert await backend.renew(lapsed, "me", lapsed, 5.0) is True
+    assert (await backend.claim(lapsed, "other", lapsed, 5.0)).status is ClaimStatus.BUSY
+    assert await backend.renew(taken, "me", taken, 5.0) is False

@@ -29,6 +29,7 @@ REJECT_DROP = Outcome(OutcomeKind.REJECTED, requeue=False, reason="bad")
 REJECT_REQUEUE = Outcome(OutcomeKind.REJECTED, requeue=True, reason="later")
 LOST = Outcome(OutcomeKind.LOST)
 SHUTDOWN = Outcome(OutcomeKind.SHUTDOWN)
+CLAIM_LOST = Outcome(OutcomeKind.CLAIM_LOST)
 
 # (row, options, outcome, attempt, settled, expected action, dead-letter reason)
 # fmt: off
@@ -53,6 +54,8 @@ DECIDE_TABLE = [
     ("connection/lease lost mid-run", LATE, LOST, 1, False, ActionKind.NOTHING, ""),
     ("running at the shutdown deadline", LATE, SHUTDOWN, 1, False, ActionKind.REQUEUE, ""),
     ("shutdown deadline, early ack", EARLY, SHUTDOWN, 1, True, ActionKind.NOTHING, ""),
+    ("effect-once key taken over mid-run", LATE, CLAIM_LOST, 1, False, ActionKind.REQUEUE, ""),
+    ("key taken over, early ack", EARLY, CLAIM_LOST, 1, True, ActionKind.NOTHING, ""),
 ]
 # fmt: on
 
