@@ -17,7 +17,8 @@ class TaskOptions(BaseModel):
 
     Defaults differ from Celery's where Celery's would lose tasks:
     ``acks_late=True`` (Celery: False), ``retry_backoff=True`` (Celery: False),
-    failures dead-lettered instead of dropped, ``delivery_limit`` (no Celery twin).
+    failures dead-lettered instead of dropped, ``delivery_limit`` (no Celery twin),
+    and ``track_started=True`` (Celery: False).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -49,6 +50,10 @@ class TaskOptions(BaseModel):
     delivery_limit: int = Field(default=10, ge=1)
     #: Effect-once: skip a run whose idempotency key already completed.
     idempotent: bool = False
+    #: Store STARTED when a run starts (one result-backend write per run).
+    #: Celery's default is False; ours is True so ``state()`` tells a queued
+    #: run from a running one. Turn it off for short, high-rate tasks.
+    track_started: bool = True
 
     @field_validator("queue")
     @classmethod

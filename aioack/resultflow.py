@@ -81,8 +81,9 @@ class ResultFlow:
             gate = await self._claim(backend, job, key)
             if gate is not None:
                 return gate
-        with contextlib.suppress(BrokerError):  # STARTED is informational only
-            await backend.store(_record(job, State.STARTED))
+        if job.task.options.track_started:
+            with contextlib.suppress(BrokerError):  # STARTED is informational only
+                await backend.store(_record(job, State.STARTED))
         return None
 
     async def _claim(self, backend: ResultBackend, job: Job, key: str) -> Action | None:

@@ -71,6 +71,13 @@ end
 return 0
 """
 
+# A final record and its wake-up in one command (cheaper than MULTI/SET/PUBLISH/EXEC).
+_STORE_FINAL = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', KEYS[2], '1')
+return 1
+"""
+
 # The first completion wins: a run that lost its lease and finished late
 # stores its own record but does not repoint the key.
 _COMPLETE = """
@@ -115,6 +122,7 @@ class RedisResultBackend(ResultBackend):
         self.prefix = key_prefix
         self._url = url
         self._client: aioredis.Redis | None = None
+        self._scripts: _Scripts
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisResultBackend:
@@ -130,7 +138,14 @@ class RedisResultBackend(ResultBackend):
     def client(self) -> aioredis.Redis:
         if self._client is None:
             self._client = aioredis.Redis.from_url(self._url)
+            self._scripts = _Scripts(self._client)
         return self._client
+
+    @property
+    def scripts(self) -> _Scripts:
+        """The Lua scripts, run by EVALSHA (loaded again if Redis forgot them)."""
+        _ = self.client
+        return self._scripts
 
     async def connect(self) -> None:
         with _translated():
@@ -158,13 +173,13 @@ class RedisResultBackend(ResultBackend):
         return max(1, int(self.result_expires_s * 1000))
 
     async def store(self, record: ResultRecord) -> None:
-        body = record.model_dump_json()
+        body, key = record.model_dump_json(), self._result_key(record.task_id)
         with _translated():
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.set(self._result_key(record.task_id), body, px=self._ttl_ms)
-                if record.state.is_final:
-                    pipe.publish(self._channel(record.task_id), "1")
-                await pipe.execute()
+            if record.state.is_final:
+                channel = self._channel(record.task_id)
+                await self.scripts.store_final(keys=[key, channel], args=[body, self._ttl_ms])
+            else:
+                await self.client.set(key, body, px=self._ttl_ms)
 
     async def fetch(self, task_id: str) -> ResultRecord | None:
         with _translated():
@@ -193,16 +208,16 @@ class RedisResultBackend(ResultBackend):
 
     async def claim(self, key: str, owner: str, task_id: str, lease_s: float) -> Claim:
         with _translated():
-            status, completed_by = await self.client.eval(
-                _CLAIM, 1, self._idem_key(key), owner, task_id, int(lease_s * 1000)
+            status, completed_by = await self.scripts.claim(
+                keys=[self._idem_key(key)], args=[owner, task_id, int(lease_s * 1000)]
             )
         status = ClaimStatus(_text(status))
         return Claim(status, _text(completed_by) if status is ClaimStatus.COMPLETED else None)
 
     async def renew(self, key: str, owner: str, task_id: str, lease_s: float) -> bool:
         with _translated():
-            renewed = await self.client.eval(
-                _RENEW, 1, self._idem_key(key), owner, int(lease_s * 1000), task_id
+            renewed = await self.scripts.renew(
+                keys=[self._idem_key(key)], args=[owner, int(lease_s * 1000), task_id]
             )
         return bool(renewed)
 
@@ -254,13 +269,25 @@ class RedisResultBackend(ResultBackend):
             self._channel(record.task_id),
         )
         with _translated():
-            await self.client.eval(
-                _COMPLETE, 3, *keys, record.model_dump_json(), self._ttl_ms, owner, record.task_id
+            await self.scripts.complete(
+                keys=list(keys),
+                args=[record.model_dump_json(), self._ttl_ms, owner, record.task_id],
             )
 
     async def release(self, key: str, owner: str) -> None:
         with _translated():
-            await self.client.eval(_RELEASE, 1, self._idem_key(key), owner)
+            await self.scripts.release(keys=[self._idem_key(key)], args=[owner])
+
+
+class _Scripts:
+    """This backend's Lua scripts, registered on one client."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.claim = client.register_script(_CLAIM)
+        self.renew = client.register_script(_RENEW)
+        self.release = client.register_script(_RELEASE)
+        self.complete = client.register_script(_COMPLETE)
+        self.store_final = client.register_script(_STORE_FINAL)
 
 
 def _text(value: bytes | str) -> str:

@@ -50,6 +50,21 @@ async def test_states_go_pending_started_success(backend: ResultBackend) -> None
     assert await result.get(timeout=1) == 5
 
 
+async def test_track_started_false_skips_the_started_write(backend: ResultBackend) -> None:
+    app, queue = make_app(backend)
+    seen_inside: list[State] = []
+
+    @app.task(queue=queue, track_started=False)
+    async def add(ctx: TaskContext, x: int, y: int) -> int:
+        seen_inside.append(await app.result(ctx.id).state())
+        return x + y
+
+    result = await add.delay(2, 3)
+    await run_until_idle(app, [queue], raise_errors=True)
+    assert seen_inside == [State.PENDING]
+    assert await result.get(timeout=1) == 5
+
+
 async def test_get_wakes_on_the_store_without_polling(backend: ResultBackend) -> None:
     fetches = 0
     real_fetch = backend.fetch
