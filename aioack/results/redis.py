@@ -26,8 +26,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.commands.core import AsyncScript
 
 from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError, Retry
+from aioack.results._redis_batch import Command, WriteBatcher
 from aioack.results.base import (
     DEFAULT_RESULT_EXPIRES_S,
     Claim,
@@ -123,6 +125,7 @@ class RedisResultBackend(ResultBackend):
         self._url = url
         self._client: aioredis.Redis | None = None
         self._scripts: _Scripts
+        self._writes: WriteBatcher
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisResultBackend:
@@ -139,6 +142,7 @@ class RedisResultBackend(ResultBackend):
         if self._client is None:
             self._client = aioredis.Redis.from_url(self._url)
             self._scripts = _Scripts(self._client)
+            self._writes = WriteBatcher(self._client)
         return self._client
 
     @property
@@ -154,6 +158,7 @@ class RedisResultBackend(ResultBackend):
     async def aclose(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
+            self._writes.close()
             await client.aclose()
 
     def _result_key(self, task_id: str) -> str:
@@ -177,9 +182,25 @@ class RedisResultBackend(ResultBackend):
         with _translated():
             if record.state.is_final:
                 channel = self._channel(record.task_id)
-                await self.scripts.store_final(keys=[key, channel], args=[body, self._ttl_ms])
+                await self._batched_script(
+                    self.scripts.store_final, [key, channel], [body, self._ttl_ms]
+                )
             else:
-                await self.client.set(key, body, px=self._ttl_ms)
+                await self._batched(lambda pipe: pipe.set(key, body, px=self._ttl_ms))
+
+    async def _batched(self, command: Command) -> Any:
+        """Send ``command`` with the other writes waiting (see _redis_batch)."""
+        _ = self.client  # made with the client
+        return await self._writes.run(command)
+
+    async def _batched_script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` by EVALSHA in the next batch of writes."""
+        try:
+            return await self._batched(
+                lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args)
+            )
+        except redis.exceptions.NoScriptError:  # Redis forgot it (restart, flush): it never ran
+            return await script(keys=keys, args=args)
 
     async def fetch(self, task_id: str) -> ResultRecord | None:
         with _translated():
@@ -269,9 +290,10 @@ class RedisResultBackend(ResultBackend):
             self._channel(record.task_id),
         )
         with _translated():
-            await self.scripts.complete(
-                keys=list(keys),
-                args=[record.model_dump_json(), self._ttl_ms, owner, record.task_id],
+            await self._batched_script(
+                self.scripts.complete,
+                list(keys),
+                [record.model_dump_json(), self._ttl_ms, owner, record.task_id],
             )
 
     async def release(self, key: str, owner: str) -> None:
