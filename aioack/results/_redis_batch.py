@@ -34,9 +34,12 @@ class WriteBatcher:
 
     async def run(self, command: Command) -> Any:
         """Send ``command`` in the next pipeline; its reply, or its error raised here."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._waiting.append((command, future))
-        if self._sender is None or self._sender.done():
+        sender = self._sender
+        # A sender left behind by a closed event loop never runs again.
+        if sender is None or sender.done() or sender.get_loop() is not loop:
             self._sender = asyncio.create_task(self._send_all(), name="aioack-result-writes")
         return await future
 
