@@ -277,17 +277,25 @@ class Worker:
             # Early ack when the run starts, not on receipt: a prefetched,
             # unstarted message must still be handed back on shutdown.
             await acks.ack_early(held)
+        if held.lost:  # lost during the claim or the early ack: never start it
+            result = RunResult(Outcome(OutcomeKind.LOST))
+        else:
+            result = await self._execute(job)
+        await self._settle(job, self._results.encode(job, result))
+
+    async def _execute(self, job: Job) -> RunResult:
+        """Run the task function; a cancel while it runs becomes an Outcome."""
+        held = job.held
         token = CURRENT_TASK_ID.set(job.context.id)  # result.get() inside a task: guarded
         held.body = asyncio.current_task()
         try:
-            result = await execute(job)
+            return await execute(job)
         except asyncio.CancelledError:
             _uncancel()
-            result = RunResult(Outcome(self._why_cancelled(job)))
+            return RunResult(Outcome(self._why_cancelled(job)))
         finally:
             held.body = None
             CURRENT_TASK_ID.reset(token)
-        await self._settle(job, self._results.encode(job, result))
 
     async def _settle(self, job: Job, result: RunResult) -> None:
         held, acks = job.held, self._acks

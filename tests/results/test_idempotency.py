@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
 from aioack import App, ConfigurationError, Retry, TaskContext
-from aioack.brokers import MemoryBroker
-from aioack.results import ClaimStatus, ResultBackend, ResultRecord, State
+from aioack.brokers import Consumer, MemoryBroker
+from aioack.results import (
+    Claim,
+    ClaimStatus,
+    MemoryResultBackend,
+    ResultBackend,
+    ResultRecord,
+    State,
+)
 from aioack.testing import run_until_idle
 from tests.support import unique, wait_until
 
@@ -206,3 +214,51 @@ async def test_renewal_keeps_a_lapsed_key_nobody_took_and_loses_a_taken_one(
     assert await backend.renew(lapsed, "me", lapsed, 5.0) is True
     assert (await backend.claim(lapsed, "other", lapsed, 5.0)).status is ClaimStatus.BUSY
     assert await backend.renew(taken, "me", taken, 5.0) is False
+
+
+class SlowClaims(MemoryResultBackend):
+    """Claims wait for the test, so a delivery can be lost in the middle of one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming, self.proceed = asyncio.Event(), asyncio.Event()
+
+    async def claim(self, key: str, owner: str, task_id: str, lease_s: float) -> Claim:
+        self.claiming.set()
+        await self.proceed.wait()
+        return await super().claim(key, owner, task_id, lease_s)
+
+
+async def test_a_delivery_lost_during_its_claim_never_starts_and_frees_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend, broker, queue = SlowClaims(), MemoryBroker(), unique("q")
+    app = App(broker=broker, results=backend)
+    runs: list[str] = []
+    consumers: list[Consumer] = []
+    consume = broker.consume
+
+    async def capture(queues: Sequence[str], *, prefetch: int) -> Consumer:
+        consumers.append(await consume(queues, prefetch=prefetch))
+        return consumers[-1]
+
+    @app.task(queue=queue, idempotent=True)
+    async def once() -> None:
+        runs.append("ran")
+
+    result = await once.delay()
+    broker.consume = capture  # type: ignore[method-assign]
+    async with app.worker([queue], concurrency=1, prefetch=1):
+        await backend.claiming.wait()
+        await consumers[0].close()  # the delivery is lost while its key is being claimed
+        await wait_until(lambda: "lost its delivery" in caplog.text, message="the loss noticed")
+        backend.proceed.set()
+        await wait_until(lambda: _ready(broker, queue), message="the delivery redelivered")
+    assert runs == [], "a run whose delivery was lost before it started must not start"
+    # The claim was released: the redelivery may claim the key at once.
+    claim = await backend.claim(result.id, "next-run", result.id, 5.0)
+    assert claim.status is ClaimStatus.CLAIMED
+
+
+async def _ready(broker: MemoryBroker, queue: str) -> bool:
+    return (await broker.stats(queue)).ready == 1
