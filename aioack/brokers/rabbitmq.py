@@ -257,10 +257,14 @@ class RabbitMQBroker(Broker):
         """A never-started delivery goes back as a fresh copy carrying its count.
 
         basic.nack would count it (RabbitMQ 3.x) and mark it redelivered; the
-        copy joins the back of the queue, which is the price.
+        copy joins the back of the queue, which is the price. The copy keeps
+        the flag this receipt had: a message that was abandoned or requeued
+        before is still "redelivered" (``reject_on_worker_lost`` reads it).
         """
         handle = self._live(delivery)
-        await self._replace(delivery, handle, delivery.delivery_count - 1, redelivered=False)
+        await self._replace(
+            delivery, handle, delivery.delivery_count - 1, redelivered=delivery.redelivered
+        )
 
     async def _replace(
         self, delivery: Delivery, handle: AmqpHandle, deliveries: int, *, redelivered: bool

@@ -96,6 +96,8 @@ async def test_requeue_counts_a_delivery_and_release_does_not(
     released = await _get(consumer.get)
     assert released.body == b"r"
     assert released.delivery_count == 2, "release (never started) must not count"
+    # Nor forget that the message was handed out and not finished before.
+    assert released.redelivered, "a released redelivery is still a redelivery"
     await broker.ack(released)
     await consumer.close()
 
