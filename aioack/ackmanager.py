@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aioack._cancel import raise_swallowed_cancel
 from aioack.brokers.base import Broker, DeadLetter, Delivery
 from aioack.decide import Action, ActionKind
 from aioack.errors import AlreadySettled, BrokerError, BrokerUnavailable, LeaseLost, StaleDelivery
@@ -225,6 +226,7 @@ class AckManager:
         while True:
             await asyncio.sleep(self._broker.lease_check_interval_s)
             await self.renew_once()
+            raise_swallowed_cancel()  # a shutdown must not wait on this loop for ever
 
     async def renew_once(self) -> None:
         held = [h for h in self._held.values() if not h.settled]

@@ -24,6 +24,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
+from aioack._cancel import raise_swallowed_cancel
 from aioack.brokers._redis_client import Call, RedisIO, translate_errors
 from aioack.brokers.base import Consumer, Delivery, wait_out
 from aioack.errors import BrokerError
@@ -62,23 +63,6 @@ class Handle:
 def consumer_name() -> str:
     """Unique per consumer, readable in XINFO: host, pid, and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _raise_swallowed_cancel() -> None:
-    """Raise the cancel a redis-py call returned through instead of raising.
-
-    With redis-py 8.1 on Python 3.11, 1-2% of cancels landing on a get()
-    are lost: the command returns normally while its task still counts the
-    cancel request (``cancelling() > 0``). Every lost one we traced landed
-    while the command was taking a pooled connection (``get_connection()``)
-    that an earlier cancelled command had dropped; the exact line inside
-    redis-py is not pinned down. A consumer loop that goes on after that
-    never stops. A cancel that was handled (``uncancel()``, as
-    ``asyncio.timeout`` does) is not raised again.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def parse_entry(flat: Sequence[bytes]) -> tuple[bytes, int]:
@@ -177,7 +161,7 @@ class RedisConsumer(Consumer):
                 await self._housekeep(free)
                 if not self._ready:
                     await self._read(free, self._block_s(remaining_s))
-            _raise_swallowed_cancel()
+            raise_swallowed_cancel()  # see aioack._cancel
         await wait_out(deadline)
         return None
 

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
+from aioack._cancel import raise_swallowed_cancel
 from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError, Retry
 from aioack.results._redis_batch import Command, WriteBatcher
 from aioack.results.base import (
@@ -223,6 +224,7 @@ class RedisResultBackend(ResultBackend):
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=remaining_s
                     )
+                    raise_swallowed_cancel()  # a cancelled get() must not go on waiting
                     if message is not None:
                         record = await self.fetch(task_id)
                 return record
