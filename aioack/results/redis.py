@@ -124,9 +124,7 @@ class RedisResultBackend(ResultBackend):
         self.result_expires_s = float(result_expires)
         self.prefix = key_prefix
         self._url = url
-        self._client: aioredis.Redis | None = None
-        self._scripts: _Scripts
-        self._writes: WriteBatcher
+        self._session: _Session | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisResultBackend:
@@ -138,29 +136,29 @@ class RedisResultBackend(ResultBackend):
         rest = urlunsplit(parts._replace(query=urlencode(query)))
         return cls(rest, **{**own, **options})
 
+    def _open(self) -> _Session:
+        if self._session is None:
+            self._session = _Session(aioredis.Redis.from_url(self._url))
+        return self._session
+
     @property
     def client(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = aioredis.Redis.from_url(self._url)
-            self._scripts = _Scripts(self._client)
-            self._writes = WriteBatcher(self._client)
-        return self._client
+        return self._open().client
 
     @property
     def scripts(self) -> _Scripts:
         """The Lua scripts, run by EVALSHA (loaded again if Redis forgot them)."""
-        _ = self.client
-        return self._scripts
+        return self._open().scripts
 
     async def connect(self) -> None:
         with _translated():
             await self.client.ping()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            self._writes.close()
-            await client.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            session.writes.close()
+            await session.client.aclose()
 
     def _result_key(self, task_id: str) -> str:
         return f"{self.prefix}:result:{task_id}"
@@ -191,8 +189,7 @@ class RedisResultBackend(ResultBackend):
 
     async def _batched(self, command: Command) -> Any:
         """Send ``command`` with the other writes waiting (see _redis_batch)."""
-        _ = self.client  # made with the client
-        return await self._writes.run(command)
+        return await self._open().writes.run(command)
 
     async def _batched_script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` by EVALSHA in the next batch of writes."""
@@ -301,6 +298,15 @@ class RedisResultBackend(ResultBackend):
     async def release(self, key: str, owner: str) -> None:
         with _translated():
             await self.scripts.release(keys=[self._idem_key(key)], args=[owner])
+
+
+class _Session:
+    """One client and what is bound to it: made together, closed together."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.scripts = _Scripts(client)
+        self.writes = WriteBatcher(client)
 
 
 class _Scripts:
