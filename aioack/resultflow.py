@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import traceback
 import uuid
@@ -54,6 +55,8 @@ class ResultFlow:
         self.backend: ResultBackend | None = app.results
         self.lease_s = app.idempotency_lease
         self._worker_id = uuid.uuid4().hex[:12]
+        #: Numbers the claims of this worker: an owner names one delivery.
+        self._claim_numbers = itertools.count(1)
         self._claims: dict[int, _Claimed] = {}
 
     def check(self, tasks: list[Task[Any, Any]]) -> None:
@@ -87,7 +90,10 @@ class ResultFlow:
         return None
 
     async def _claim(self, backend: ResultBackend, job: Job, key: str) -> Action | None:
-        owner = f"{self._worker_id}:{job.context.id}:{job.context.delivery_count}"
+        # One owner per delivery, never per task id: two copies of one id
+        # (a duplicate publish, a forged message) held by one worker at once
+        # must not both pass as "the same run" and both take the key.
+        owner = f"{self._worker_id}:{next(self._claim_numbers)}"
         label = job.held.label
         try:
             claim = await backend.claim(key, owner, job.context.id, self.lease_s)

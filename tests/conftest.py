@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from aioack.brokers import Broker, MemoryBroker, broker_from_url
+from aioack.results import MemoryResultBackend, ResultBackend
+from aioack.results.redis import RedisResultBackend
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
 
 #: Each broker joins the contract suite by appearing here.
@@ -61,3 +63,21 @@ async def new_queue(broker: Broker) -> AsyncIterator[Callable[[], str]]:
     yield make
     if created:
         await broker.delete(created)
+
+
+@pytest.fixture
+async def results(broker_kind: str) -> AsyncIterator[ResultBackend]:
+    """A result backend to go with ``broker``: Redis (unique key prefix) beside a
+    networked broker, so several worker processes share it; memory beside memory."""
+    if broker_kind == "memory":
+        yield MemoryResultBackend()
+        return
+    require_service(REDIS_URL)
+    backend = RedisResultBackend(REDIS_URL, key_prefix=unique("aioack-test"))
+    try:
+        yield backend
+    finally:
+        keys = [k async for k in backend.client.scan_iter(f"{backend.prefix}:*")]
+        if keys:
+            await backend.client.delete(*keys)
+        await backend.aclose()
