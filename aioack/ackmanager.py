@@ -136,6 +136,8 @@ class AckManager:
         if kind is ActionKind.RETRY:
             body = _require(retry_body, "retry needs the next attempt's body")
             return lambda: broker.retry(delivery, body, delay_s=action.delay_s)
+        if kind is ActionKind.DEFER:
+            return lambda: broker.retry(delivery, delivery.body, delay_s=action.delay_s)
         letter = self._letter(held, action, error, traceback_text)
         return lambda: broker.dead_letter(delivery, letter)
 
@@ -147,8 +149,12 @@ class AckManager:
         error: BaseException | None,
         traceback_text: str | None,
     ) -> None:
-        if action.kind is ActionKind.RETRY:
-            body = _require(retry_body, "retry needs the next attempt's body")
+        if action.kind in (ActionKind.RETRY, ActionKind.DEFER):
+            body = (
+                held.delivery.body
+                if action.kind is ActionKind.DEFER
+                else _require(retry_body, "retry needs the next attempt's body")
+            )
             message_id = held.message.id if held.message else ""
             await self._broker.publish(
                 held.delivery.queue, body, message_id=message_id, delay_s=action.delay_s
@@ -256,6 +262,8 @@ def _describe(action: Action, held: Held) -> str:
         return "acked"
     if kind is ActionKind.RETRY:
         return f"retry in {action.delay_s:.2f}s"
+    if kind is ActionKind.DEFER:
+        return f"deferred for {action.delay_s:.2f}s (not an attempt)"
     if kind is ActionKind.DEAD_LETTER:
         return f"dead-lettered: {action.reason}" + (f" ({action.detail})" if action.detail else "")
     if kind is ActionKind.REQUEUE:

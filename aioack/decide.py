@@ -26,6 +26,9 @@ class OutcomeKind(enum.Enum):
     LOST = "lost"  # the delivery was lost mid-run (lease, connection): run cancelled
     SHUTDOWN = "shutdown"  # still running at the shutdown deadline: cancelled
     CLAIM_LOST = "claim_lost"  # effect-once: another run took the key over; cancelled
+    #: The result backend failed under a ``ctx.effect()`` block: the block's
+    #: writes were not committed (or were, with their mark). Not the task's fault.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,10 @@ class Outcome:
 class ActionKind(enum.Enum):
     ACK = "ack"
     RETRY = "retry"  # publish attempt + 1 after delay_s, then ack
+    #: Publish the same message (same attempt) after delay_s, then ack: the
+    #: run could not start or finish for a reason outside the task (its key is
+    #: busy, the result backend is unreachable). Not counted as an attempt.
+    DEFER = "defer"
     DEAD_LETTER = "dead_letter"
     REQUEUE = "requeue"  # back on the queue now, counted as a delivery
     RELEASE = "release"  # back on the queue now, never started
@@ -105,6 +112,10 @@ def decide(
     kind = outcome.kind
     if kind is OutcomeKind.SUCCEEDED:
         return NOTHING if settled else ACK
+    if kind is OutcomeKind.INTERRUPTED:
+        # An outage is not a failure of the task: run the same attempt later
+        # (on a copy when acked early). Effect marks keep the rerun's effects once.
+        return Action(ActionKind.DEFER, delay_s=outcome.countdown or 0.0)
     if kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN, OutcomeKind.CLAIM_LOST):
         # Never ack what did not finish: the broker redelivers it. A requeued
         # CLAIM_LOST delivery meets the key's new holder at its next claim.

@@ -101,7 +101,7 @@ class ResultFlow:
                 await self._copy_result(backend, claim.task_id, job)
         except BrokerError as exc:
             logger.warning("task %s: idempotency ledger unreachable (%s); later", label, exc)
-            return Action(ActionKind.RETRY, delay_s=self.busy_delay_s)
+            return Action(ActionKind.DEFER, delay_s=self.busy_delay_s)
         if claim.status is ClaimStatus.COMPLETED:
             logger.info("task %s: key %r completed by %s; not run again", label, key, claim.task_id)
             return ACK
@@ -109,7 +109,7 @@ class ResultFlow:
             logger.info(
                 "task %s: key %r held by a live run; back in %.1fs", label, key, self.busy_delay_s
             )
-            return Action(ActionKind.RETRY, delay_s=self.busy_delay_s)
+            return Action(ActionKind.DEFER, delay_s=self.busy_delay_s)
         claimed = _Claimed(key, owner)
         claimed.renewer = asyncio.create_task(self._renew(backend, claimed, job))
         self._claims[id(job.held)] = claimed
@@ -153,6 +153,23 @@ class ResultFlow:
                 return
 
     # -- after -------------------------------------------------------------
+
+    def interrupted(self, job: Job) -> RunResult | None:
+        """The run's outcome when the backend failed under one of its effect blocks.
+
+        Whatever the task did after that (caught the error, returned), the run
+        did not make its effects: it is deferred, never completed or failed.
+        """
+        error = job.context.backend_failure
+        if error is None:
+            return None
+        logger.warning(
+            "task %s: result backend failed under an effect block (%s); run deferred",
+            job.held.label,
+            error,
+        )
+        outcome = Outcome(OutcomeKind.INTERRUPTED, error=error, countdown=self.busy_delay_s)
+        return RunResult(outcome, traceback_text="".join(traceback.format_exception(error)))
 
     def encode(self, job: Job, result: RunResult) -> RunResult:
         """Dump a returned value to JSON; a value that does not fit fails the run."""
@@ -247,7 +264,7 @@ def _final_record(job: Job, result: RunResult, action: Action) -> ResultRecord |
         "error_message": str(error) if error is not None else outcome.reason,
         "traceback": result.traceback_text,
     }
-    if action.kind in (ActionKind.RETRY, ActionKind.REQUEUE):
+    if action.kind in (ActionKind.RETRY, ActionKind.REQUEUE, ActionKind.DEFER):
         return _record(job, State.RETRY, **details)
     if outcome.kind is OutcomeKind.REJECTED:
         return _record(job, State.DEAD_LETTERED, **details)

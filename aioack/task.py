@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import functools
 import time
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from pydantic import TypeAdapter
 
-from aioack.errors import ConfigurationError, JoinInsideTask, ResultTimeout, TaskFailed
+from aioack.errors import (
+    BrokerUnavailable,
+    ConfigurationError,
+    JoinInsideTask,
+    ResultTimeout,
+    TaskFailed,
+)
 from aioack.message import Message, new_task_id
 from aioack.options import TaskOptions, check_queue_name
 from aioack.results.base import Effect, ResultBackend, ResultRecord, State
@@ -118,6 +125,8 @@ class TaskContext:
     #: or the task id for ``idempotent=True`` tasks; None otherwise.
     idempotency_key: str | None = None
     _results: ResultBackend | None = field(default=None, repr=False)
+    #: Set when the result backend failed under an effect block of this run.
+    backend_failure: BaseException | None = field(default=None, repr=False)
 
     async def ack(self) -> None:
         """Ack the delivery now (manual early ack): a crash from here on loses the run.
@@ -153,7 +162,32 @@ class TaskContext:
             )
         if self._results is None:
             raise ConfigurationError("ctx.effect() needs a result backend: App(results=...)")
-        return self._results.effect(self.idempotency_key, name, self.id)
+        return self._guarded(self._results.effect(self.idempotency_key, name, self.id))
+
+    @contextlib.asynccontextmanager
+    async def _guarded(self, block: AbstractAsyncContextManager[Effect]) -> AsyncIterator[Effect]:
+        """Remember a backend outage on entering or committing the block.
+
+        The worker then defers the whole run (same attempt, later) however the
+        task went on: a caught ``BrokerUnavailable`` must not let a run whose
+        effect never committed complete its key.
+        """
+        try:
+            effect = await block.__aenter__()
+        except BrokerUnavailable as exc:
+            self.backend_failure = exc
+            raise
+        try:
+            yield effect
+        except BaseException as exc:  # the block's own error: its writes are discarded
+            if not await block.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+            return
+        try:
+            await block.__aexit__(None, None, None)
+        except BrokerUnavailable as exc:
+            self.backend_failure = exc
+            raise
 
 
 class Task(Generic[P, R]):

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("aioack.worker")
 
+#: Outcomes that carry an error but are not a failure of the task's code.
+_NOT_TASK_FAILURES = frozenset({OutcomeKind.RETRY_REQUESTED, OutcomeKind.INTERRUPTED})
+
 #: Longest pause (seconds) between receive attempts while the broker is down.
 MAX_RECONNECT_BACKOFF_S = 5.0
 
@@ -269,9 +272,9 @@ class Worker:
         gate = await self._results.before_run(job)
         if gate is not None:
             # Not run (key completed, or held by a live run): settle now; a
-            # RETRY here sends the same message back, attempt unchanged.
+            # DEFER sends the same message back, attempt unchanged.
             action = NOTHING if held.settled and gate.kind is ActionKind.ACK else gate
-            await acks.settle(held, action, retry_body=held.delivery.body)
+            await acks.settle(held, action)
             return
         if not job.task.options.acks_late:
             # Early ack when the run starts, not on receipt: a prefetched,
@@ -289,7 +292,8 @@ class Worker:
         token = CURRENT_TASK_ID.set(job.context.id)  # result.get() inside a task: guarded
         held.body = asyncio.current_task()
         try:
-            return await execute(job)
+            result = await execute(job)
+            return self._results.interrupted(job) or result
         except asyncio.CancelledError:
             _uncancel()
             return RunResult(Outcome(self._why_cancelled(job)))
@@ -301,7 +305,7 @@ class Worker:
         held, acks = job.held, self._acks
         assert acks is not None and held.message is not None
         error = result.outcome.error
-        if error is not None and result.outcome.kind is not OutcomeKind.RETRY_REQUESTED:
+        if error is not None and result.outcome.kind not in _NOT_TASK_FAILURES:
             logger.warning(
                 "task %s attempt %d raised %s\n%s",
                 held.label,

@@ -30,6 +30,7 @@ REJECT_REQUEUE = Outcome(OutcomeKind.REJECTED, requeue=True, reason="later")
 LOST = Outcome(OutcomeKind.LOST)
 SHUTDOWN = Outcome(OutcomeKind.SHUTDOWN)
 CLAIM_LOST = Outcome(OutcomeKind.CLAIM_LOST)
+INTERRUPTED = Outcome(OutcomeKind.INTERRUPTED, error=ConnectionError("cut"), countdown=0.5)
 
 # (row, options, outcome, attempt, settled, expected action, dead-letter reason)
 # fmt: off
@@ -56,6 +57,8 @@ DECIDE_TABLE = [
     ("shutdown deadline, early ack", EARLY, SHUTDOWN, 1, True, ActionKind.NOTHING, ""),
     ("effect-once key taken over mid-run", LATE, CLAIM_LOST, 1, False, ActionKind.REQUEUE, ""),
     ("key taken over, early ack", EARLY, CLAIM_LOST, 1, True, ActionKind.NOTHING, ""),
+    ("backend outage under an effect block", LATE, INTERRUPTED, 4, False, ActionKind.DEFER, ""),
+    ("backend outage, early ack: copy", EARLY, INTERRUPTED, 1, True, ActionKind.DEFER, ""),
 ]
 # fmt: on
 
@@ -150,3 +153,11 @@ def test_control_flow_exceptions_are_outside_the_error_root() -> None:
 
     assert not issubclass(Retry, AioackError)
     assert not issubclass(Reject, AioackError)
+
+
+def test_a_deferred_run_waits_the_outcomes_countdown_and_keeps_its_attempt() -> None:
+    # DEFER sends the same message (same attempt) back: even past max_retries
+    # an outage never turns into a dead letter.
+    options = TaskOptions(name="t", max_retries=0)
+    action = decide(INTERRUPTED, attempt=1, options=options, settled=False)
+    assert (action.kind, action.delay_s) == (ActionKind.DEFER, 0.5)
