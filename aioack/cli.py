@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from aioack.app import App
 from aioack.errors import BrokerUnavailable, ConfigurationError
+from aioack.worker import CLOSE_ALLOWANCE_S
 
 ENV_BROKER_URL = "AIOACK_BROKER_URL"
 ENV_RESULTS_URL = "AIOACK_RESULTS_URL"
@@ -122,8 +123,19 @@ async def _run_worker(app: App, args: argparse.Namespace) -> int:
     try:
         await worker.run(burst=args.burst, install_signal_handlers=True)
     finally:
-        await app.aclose()
+        await _close(app)
     return ExitCode.FORCED_STOP if worker.forced else ExitCode.OK
+
+
+async def _close(app: App) -> None:
+    """Close the connections, but never let a dead broker hold the exit."""
+    try:
+        async with asyncio.timeout(CLOSE_ALLOWANCE_S):
+            await app.aclose()
+    except TimeoutError:
+        logging.getLogger("aioack.cli").warning(
+            "closing the broker connections took over %.1fs; exiting anyway", CLOSE_ALLOWANCE_S
+        )
 
 
 def load_app(spec: str) -> App:

@@ -12,7 +12,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from asyncio import FIRST_COMPLETED
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,6 +43,10 @@ logger = logging.getLogger("aioack.worker")
 
 #: Outcomes that carry an error but are not a failure of the task's code.
 _NOT_TASK_FAILURES = frozenset({OutcomeKind.RETRY_REQUESTED, OutcomeKind.INTERRUPTED})
+
+#: Seconds a stopping worker still gives closing steps (consumer, connection)
+#: after its grace deadline, so a stop is bounded by shutdown_timeout + this.
+CLOSE_ALLOWANCE_S = 1.0
 
 #: Longest pause (seconds) between receive attempts while the broker is down.
 MAX_RECONNECT_BACKOFF_S = 5.0
@@ -359,18 +364,67 @@ class Worker:
     ) -> None:
         # Order matters: stop taking work first, hand back what never started,
         # and keep the heartbeat renewing leases while running tasks finish.
-        for loop_task in loops:
-            loop_task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
-        with contextlib.suppress(BrokerError):
-            await consumer.cancel()
-        await self._hand_back_unstarted(acks)
-        await self._drain_running()
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
-        with contextlib.suppress(BrokerError):
-            await consumer.close()
+        # Every step is bounded (a broker that is down must not hold a stop
+        # for ever): by the grace deadline, then by CLOSE_ALLOWANCE_S for
+        # closing, and not at all once a second stop request forces the stop.
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout
+        await self._cancel_and_wait(loops, "the receive and dispatch loops")
+        await self._bounded("cancel the consumer", consumer.cancel(), deadline)
+        await self._bounded(
+            "hand back unstarted deliveries", self._hand_back_unstarted(acks), deadline
+        )
+        await self._drain_running(deadline)
+        await self._cancel_and_wait([heartbeat], "the heartbeat")
+        # Closing hands held deliveries back at once (else the broker waits a
+        # lease or a connection timeout): it gets its allowance, forced or not.
+        now = asyncio.get_running_loop().time()
+        close_by = (now if self._force.is_set() else max(deadline, now)) + CLOSE_ALLOWANCE_S
+        await self._bounded("close the consumer", consumer.close(), close_by, forceable=False)
         logger.info("worker stopped%s", " (forced)" if self.forced else "")
+
+    async def _bounded(
+        self, what: str, step: Awaitable[None], deadline: float, *, forceable: bool = True
+    ) -> None:
+        """Run one shutdown step until ``deadline`` (loop time) or, if ``forceable``,
+        a forced stop.
+
+        A step given up on is cancelled: nothing it held is acked, the broker
+        redelivers it.
+        """
+        task = asyncio.ensure_future(step)
+        if not forceable:
+            await asyncio.wait(
+                {task}, timeout=max(0.0, deadline - asyncio.get_running_loop().time())
+            )
+        elif not self._force.is_set():
+            force = asyncio.ensure_future(self._force.wait())
+            timeout_s = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait({task, force}, timeout=timeout_s, return_when=FIRST_COMPLETED)
+            force.cancel()
+        if not task.done():
+            logger.warning("shutdown: gave up on the step '%s' (broker unreachable?)", what)
+            await self._cancel_and_wait([task], what)
+            return
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, BrokerError):
+            logger.warning("shutdown: could not %s: %s", what, error)
+        elif error is not None:
+            logger.error("shutdown: %s failed", what, exc_info=error)
+
+    async def _cancel_and_wait(self, tasks: Collection[asyncio.Future[Any]], what: str) -> None:
+        """Cancel ``tasks`` and wait for them, but never longer than CLOSE_ALLOWANCE_S."""
+        stuck: Collection[asyncio.Future[Any]] = tasks
+        # Twice: a run cancelled at its deadline goes on to requeue its
+        # delivery; if the broker is down, a second cancel ends that settle
+        # (the delivery stays unacked; the broker redelivers it).
+        for _ in range(2):
+            for task in stuck:
+                task.cancel()
+            if not stuck:
+                return
+            _, stuck = await asyncio.wait(stuck, timeout=CLOSE_ALLOWANCE_S / 2)
+        if stuck:
+            logger.error("shutdown: %s did not end when cancelled; left behind", what)
 
     async def _hand_back_unstarted(self, acks: AckManager) -> None:
         handed_back = 0
@@ -382,30 +436,29 @@ class Worker:
         if handed_back:
             logger.info("handed back %d prefetched, unstarted deliveries", handed_back)
 
-    async def _drain_running(self) -> None:
-        running = set(self._running)
-        if not running:
-            return
-        logger.info(
-            "waiting up to %.1fs for %d running tasks", self.settings.shutdown_timeout, len(running)
-        )
-        force = asyncio.create_task(self._force.wait())
-        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout
-        pending = running
+    async def _drain_running(self, deadline: float) -> None:
+        """Let running tasks finish until ``deadline``; then cancel and hand them back."""
+        pending = set(self._running)
+        if pending:
+            logger.info(
+                "waiting up to %.1fs for %d running tasks",
+                self.settings.shutdown_timeout,
+                len(pending),
+            )
+        force = asyncio.ensure_future(self._force.wait())
         while pending and not force.done():
             remaining_s = deadline - asyncio.get_running_loop().time()
             if remaining_s <= 0:
                 break
-            waiting: set[asyncio.Future[Any]] = {*pending, force}
-            await asyncio.wait(waiting, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*pending, force}, timeout=remaining_s, return_when=FIRST_COMPLETED)
             pending = {run for run in pending if not run.done()}
         self.forced = force.done()
         force.cancel()
         if pending:
             logger.warning("cancelling %d tasks still running; they are handed back", len(pending))
-            for run in pending:
-                run.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            # A run cancelled here requeues its delivery, or leaves it to the
+            # broker when that fails (never acked): both bounded.
+            await self._cancel_and_wait(pending, f"{len(pending)} cancelled runs")
 
 
 def _uncancel() -> None:

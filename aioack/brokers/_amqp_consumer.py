@@ -60,8 +60,10 @@ class RabbitConsumer(Consumer):
         prefetch: int,
         release: Releaser,
         is_connected: Callable[[], bool],
+        rpc_timeout_s: float,
     ) -> None:
         self._channel = channel
+        self._rpc_timeout_s = rpc_timeout_s
         self._queue_names = tuple(queues)
         self._prefetch = prefetch
         self._release = release
@@ -156,9 +158,15 @@ class RabbitConsumer(Consumer):
         self._room.set()
         tags, self._tags = self._tags, []
         for queue, tag in tags:
+            if not self._is_connected():
+                # No connection, so no consumer on the broker's side, and no
+                # RPC may wait for a reconnect that may never come. close()
+                # follows; a consumer restored in between only fills the
+                # buffer, which the closing channel hands back.
+                continue
             try:
                 with translated(f"cancel consumer on {queue.name!r}"):
-                    await queue.cancel(tag)
+                    await queue.cancel(tag, timeout=self._rpc_timeout_s)
             except BrokerError as exc:
                 logger.warning("basic.cancel on %s failed: %s", queue.name, exc)
         await self._hand_back_buffered()
@@ -187,7 +195,8 @@ class RabbitConsumer(Consumer):
         self._held.clear()
         try:
             with translated("close consumer channel"):
-                await self._channel.close()
+                async with asyncio.timeout(self._rpc_timeout_s):
+                    await self._channel.close()
         except BrokerError as exc:
             logger.warning("closing the consumer channel failed: %s", exc)
 

@@ -85,7 +85,8 @@ class RabbitMQBroker(Broker):
         conn, self._conn, self._pub = self._conn, None, None
         if conn is not None:
             try:
-                await conn.close()
+                async with asyncio.timeout(self.options.publish_timeout_s):
+                    await conn.close()
             except Exception as exc:  # never raises: shutting down anyway
                 logger.debug("closing the RabbitMQ connection: %r", exc)
 
@@ -219,7 +220,14 @@ class RabbitMQBroker(Broker):
                 )
                 for q in queues
             ]
-            consumer = RabbitConsumer(channel, queues, prefetch, self.release, self._is_connected)
+            consumer = RabbitConsumer(
+                channel,
+                queues,
+                prefetch,
+                self.release,
+                self._is_connected,
+                rpc_timeout_s=self.options.publish_timeout_s,
+            )
             await consumer.start(declared)
         self._consumers.add(consumer)
         return consumer

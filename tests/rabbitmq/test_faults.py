@@ -200,3 +200,37 @@ async def test_retries_wait_in_the_broker_and_come_back_on_time(
         expected_s = backoff_s * 2**k
         # Tolerance (docs/rabbitmq.md): never early; +10% bucket rounding + 0.25 s.
         assert expected_s <= gap_s <= expected_s * 1.1 + 0.25, (k, gap_s)
+
+
+@pytest.mark.parametrize("running", [0, 2], ids=["idle", "running"])
+async def test_sigterm_while_the_broker_is_unreachable_exits_within_the_shutdown_timeout(
+    rabbit: RabbitMQBroker,
+    declared: str,
+    spawn: Callable[..., WorkerProcess],
+    log: Path,
+    proxy: TcpProxy,
+    running: int,
+) -> None:
+    # Given a worker (idle, or with two tasks running) whose broker became unreachable
+    for n in range(running):
+        await send(rabbit, declared, "work", n, 1.0)
+    worker = spawn(proxy.url(), concurrency=2, prefetch=2, shutdown_timeout_s=2.0)
+    await wait_until(lambda: "worker ready" in worker.output(), timeout=15, message="ready")
+    await wait_until(
+        lambda: len(events(log, "start")) >= running, timeout=15, message="tasks running"
+    )
+    proxy.refuse()
+    await asyncio.sleep(0.3)  # the worker has noticed: its reads fail
+    # When it gets SIGTERM
+    started = asyncio.get_running_loop().time()
+    worker.terminate()
+    # Then every step of the shutdown is bounded: it exits within the timeout plus
+    # the short allowance for closing (docs/workers.md), nothing acked on the way out.
+    code = await asyncio.to_thread(worker.proc.wait, 15)
+    took_s = asyncio.get_running_loop().time() - started
+    assert took_s < 2.0 + 3.0, f"shutdown took {took_s:.1f}s\n{worker.output()}"
+    assert code == 0, worker.output()
+    proxy.accept()
+    # The tasks that ran are still on the broker: their acks could not be sent.
+    stats = await rabbit.stats(declared)
+    assert stats.ready == running, stats

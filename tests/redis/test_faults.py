@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -249,3 +250,46 @@ async def test_7_garbage_in_the_stream_is_dead_lettered_and_the_worker_keeps_con
     assert b"\xff\x00garbage\x80" in [letter.body for letter in letters]
     await wait_until(lambda: _drained(redis_url, queue), 5, message="the queue to drain")
     assert worker.alive()
+
+
+@pytest.mark.usefixtures("cleanup")
+@pytest.mark.parametrize("second_signal", [False, True], ids=["one-signal", "two-signals"])
+async def test_8_sigterm_while_redis_is_unreachable_is_bounded_and_acks_nothing(
+    redis_url: str,
+    queue: str,
+    tmp_path: Path,
+    spawn: Callable[..., WorkerProcess],
+    second_signal: bool,
+) -> None:
+    # Given a worker running a task that does not end, whose Redis became
+    # unreachable (its lease of 30 s is not lost: the run goes on)
+    proxy = await TcpProxy(redis_url).start()
+    try:
+        url = with_options(proxy.url(), "visibility_timeout=30&poll_interval=0.05")
+        app, tasks = make_app(queue, with_options(redis_url))
+        async with app:
+            await tasks["hold"].delay(1)
+        grace_s = 60.0 if second_signal else 1.0
+        worker = spawn(url, concurrency=1, prefetch=1, shutdown_timeout=grace_s)
+        await wait_until(lambda: len(events(tmp_path, "started")) == 1, 10, message="running")
+        proxy.refuse()
+        await asyncio.sleep(0.3)
+        # When it is stopped (with a second signal, or at the end of its grace)
+        worker.signal(signal.SIGTERM)
+        started = time.monotonic()
+        if second_signal:
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            worker.signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, 15)
+        took_s = time.monotonic() - started
+        # Then no step waits on the dead connection for longer than its bound
+        # (docs/workers.md: grace + the closing allowance), and the run was not acked.
+        bound_s = (0.0 if second_signal else grace_s) + 3.0
+        assert took_s < bound_s, f"stop took {took_s:.1f}s"
+        assert code == (6 if second_signal else 0)
+        proxy.accept()
+        assert counts(tmp_path, "done") == {}
+        assert (await _stats(redis_url, queue))[2] == 1, "the abandoned run is still pending"
+    finally:
+        await proxy.aclose()
