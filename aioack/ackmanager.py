@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aioack._cancel import raise_swallowed_cancel
@@ -103,14 +104,54 @@ class AckManager:
                 await self._settle_copy(held, action, retry_body, error, traceback_text)
             elif not held.lost:
                 self._claim(held)
-                await self._call(
-                    held,
-                    action.kind,
-                    self._operation(held, action, retry_body, error, traceback_text),
-                )
+                operation = self._operation(held, action, retry_body, error, traceback_text)
+                try:
+                    await self._call(held, action.kind, operation)
+                except Exception as exc:  # a bug, or a value the client cannot send
+                    await self._fall_back(held, action, exc)
             self._log_settled(held, action, error)
         finally:
             self._held.pop(id(held), None)
+
+    async def _fall_back(self, held: Held, action: Action, exc: Exception) -> None:
+        """A settle failed in a way no rule foresaw: never leave the delivery wedged.
+
+        A dead letter is tried again bare (reason and a short detail, the body
+        kept); anything else is requeued, so the broker counts the delivery
+        and ``delivery_limit`` ends a loop. If that fails too, the delivery is
+        given up and the broker redelivers it when this consumer closes.
+        """
+        logger.error(
+            "task %s: %s failed (%s: %s); falling back",
+            held.label,
+            action.kind.value,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        delivery = held.delivery
+        fallback: Callable[[], Awaitable[None]]
+        if action.kind is ActionKind.DEAD_LETTER:
+            bare = DeadLetter(
+                queue=delivery.queue,
+                reason=action.reason,
+                body=delivery.body,
+                detail=f"details dropped: recording them failed with {type(exc).__name__}",
+                message_id=held.message.id if held.message else None,
+            )
+            fallback = functools.partial(self._broker.dead_letter, delivery, bare)
+        else:
+            fallback = functools.partial(self._broker.requeue, delivery)
+        try:
+            await self._call(held, action.kind, fallback)
+        except Exception as second:
+            held.lost = True
+            logger.critical(
+                "task %s: its fallback settle failed too (%s); left unsettled, the broker "
+                "redelivers it when this worker's consumer closes",
+                held.label,
+                second,
+            )
 
     def _claim(self, held: Held) -> None:
         if held.settled:
@@ -265,7 +306,10 @@ def _describe(action: Action, held: Held) -> str:
     if kind is ActionKind.DEFER:
         return f"deferred for {action.delay_s:.2f}s (not an attempt)"
     if kind is ActionKind.DEAD_LETTER:
-        return f"dead-lettered: {action.reason}" + (f" ({action.detail})" if action.detail else "")
+        # The detail can quote the wire (a malformed header, a bad field name):
+        # escaped, so the settle line stays one line whatever a publisher sent.
+        detail = action.detail.encode("unicode_escape").decode("ascii")
+        return f"dead-lettered: {action.reason}" + (f" ({detail})" if detail else "")
     if kind is ActionKind.REQUEUE:
         return "requeued"
     if kind is ActionKind.RELEASE:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from aioack.errors import MalformedMessage, MessageTooLarge
 
@@ -23,23 +23,45 @@ def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
+def _printable(value: str) -> str:
+    # Ids and names reach log lines: a newline or another control character
+    # there would let a publisher forge a whole log line.
+    if not value.isprintable():
+        raise ValueError("must hold printable characters only (no newline or control character)")
+    return value
+
+
+#: An id, task name or key: 1-200 printable characters.
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+
+#: The most deliveries a count read from the wire may claim. A real crash loop
+#: is stopped by ``delivery_limit`` long before; a higher count comes from a
+#: forged or corrupt header (and would not fit a dead letter's AMQP long).
+MAX_DELIVERY_COUNT = 1_000_000
+
+#: The highest attempt number a message may carry (``max_retries`` above it is
+#: refused at decoration); a higher one is forged, and would overflow headers.
+MAX_ATTEMPT = 1_000_000
+
+
 class Message(BaseModel):
     """One task invocation as it travels through a broker (format version 1)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Infinity and NaN are not JSON, and no time is either.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     v: Literal[1] = 1
-    id: str = Field(min_length=1, max_length=200)
-    task: str = Field(min_length=1, max_length=200)
+    id: Name
+    task: Name
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     #: 1 for the first run; each Retry publishes a copy with attempt + 1.
-    attempt: int = Field(default=1, ge=1)
+    attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPT)
     #: Unix time (seconds) after which the task is not run but dead-lettered.
     expires: float | None = None
     #: Unix time (seconds) the first attempt was published.
     published_at: float = Field(default_factory=time.time)
-    idempotency_key: str | None = Field(default=None, max_length=200)
+    idempotency_key: Name | None = None
 
     def encode(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
         body = self.model_dump_json().encode()
@@ -73,11 +95,18 @@ def decode(body: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
     try:
         return _validate_json(body)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        raise MalformedMessage(_summarize(exc)) from exc
+        raise MalformedMessage(summarize(exc)) from exc
 
 
-def _summarize(exc: ValidationError) -> str:
+def summarize(exc: ValidationError) -> str:
+    """The first errors of a validation, on one line, without the input values."""
     errors = exc.errors(include_url=False, include_input=False)
-    parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:3]]
+    # A location can be a key of the body (an unknown field): repr, never raw text.
+    parts = [f"{_where(e['loc'])}: {e['msg']}" for e in errors[:3]]
     more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
     return "; ".join(parts) + more
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    parts = (p if isinstance(p, str) and p.isidentifier() else repr(p) for p in loc)
+    return ".".join(parts) or "body"

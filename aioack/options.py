@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aioack.message import MAX_ATTEMPT, MAX_DELIVERY_COUNT
+
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -36,7 +38,7 @@ class TaskOptions(BaseModel):
     #: Exceptions that trigger an automatic retry.
     autoretry_for: tuple[type[BaseException], ...] = ()
     #: Retries after the first attempt; None retries forever.
-    max_retries: int | None = Field(default=3, ge=0)
+    max_retries: int | None = Field(default=3, ge=0, le=MAX_ATTEMPT - 1)
     #: True: exponential backoff from 1 s; a number: from that many seconds;
     #: False: always wait ``default_retry_delay``.
     retry_backoff: bool | Seconds = True
@@ -47,7 +49,7 @@ class TaskOptions(BaseModel):
     #: Cancel the run after this many seconds (a failure with reason ``timeout``).
     time_limit: Seconds | None = None
     #: Dead-letter a message delivered more than this many times (crash loops).
-    delivery_limit: int = Field(default=10, ge=1)
+    delivery_limit: int = Field(default=10, ge=1, le=MAX_DELIVERY_COUNT)
     #: Effect-once: skip a run whose idempotency key already completed.
     idempotent: bool = False
     #: Store STARTED when a run starts (one result-backend write per run).

@@ -47,6 +47,8 @@ class Job:
 def prepare(app: App, held: Held, context_ack: Any) -> Job | Action:
     """Decode and check a delivery. Returns a Job, or the Action that settles it now."""
     delivery = held.delivery
+    if delivery.malformed is not None:
+        return dead_letter("malformed", delivery.malformed)
     try:
         message = decode(delivery.body, app.max_message_bytes)
     except MessageTooLarge as exc:

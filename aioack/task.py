@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from aioack.errors import (
     BrokerUnavailable,
@@ -23,7 +23,7 @@ from aioack.errors import (
     ResultTimeout,
     TaskFailed,
 )
-from aioack.message import Message, new_task_id
+from aioack.message import Message, new_task_id, summarize
 from aioack.options import TaskOptions, check_queue_name
 from aioack.results.base import Effect, ResultBackend, ResultRecord, State
 from aioack.signature import TaskSignature
@@ -244,15 +244,18 @@ class Task(Generic[P, R]):
         now = time.time()
         delay_s = _delay_s(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.to_wire(tuple(args), dict(kwargs or {}))
-        message = Message(
-            id=task_id or new_task_id(),
-            task=self.name,
-            args=wire_args,
-            kwargs=wire_kwargs,
-            expires=_expires_at(expires, now),
-            published_at=now,
-            idempotency_key=idempotency_key,
-        )
+        try:
+            message = Message(
+                id=task_id or new_task_id(),
+                task=self.name,
+                args=wire_args,
+                kwargs=wire_kwargs,
+                expires=_expires_at(expires, now),
+                published_at=now,
+                idempotency_key=idempotency_key,
+            )
+        except ValidationError as exc:  # task_id, idempotency_key, expires
+            raise ValueError(f"apply_async({self.name}): {summarize(exc)}") from exc
         target = check_queue_name(queue) if queue is not None else self.options.queue
         if idempotency_key is not None and self.app.results is None:
             raise ConfigurationError("idempotency_key needs a result backend: App(results=...)")

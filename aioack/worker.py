@@ -215,7 +215,23 @@ class Worker:
                     self.stop()
                     return
                 continue
-            await self._admit(acks.receive(delivery), acks)
+            held = acks.receive(delivery)
+            try:
+                await self._admit(held, acks)
+            except Exception as exc:  # a bug, or input no check foresaw: never the loop's end
+                await self._refuse_unreadable(held, acks, exc)
+
+    async def _refuse_unreadable(self, held: Held, acks: AckManager, exc: Exception) -> None:
+        logger.error(
+            "could not check a delivery on %s; dead-lettering it", held.delivery.queue, exc_info=exc
+        )
+        if held.settled:
+            return
+        detail = f"internal error while checking it: {type(exc).__name__}: {exc}"[:500]
+        try:
+            await acks.settle(held, dead_letter("malformed", detail))
+        except Exception:
+            logger.exception("could not dead-letter it either; the broker will redeliver it")
 
     async def _admit(self, held: Held, acks: AckManager) -> None:
         job_or_action = prepare(self.app, held, lambda: acks.ack_early(held))

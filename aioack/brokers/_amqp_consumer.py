@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioack.brokers._amqp_acks import AckBatcher
 from aioack.brokers._amqp_errors import translated
-from aioack.brokers._amqp_topology import H_REDELIVERED, delivery_count
+from aioack.brokers._amqp_topology import read_receipt
 from aioack.brokers.base import Consumer, Delivery, wait_out
 from aioack.errors import BrokerError, BrokerUnavailable
 
@@ -61,8 +61,11 @@ class RabbitConsumer(Consumer):
         release: Releaser,
         is_connected: Callable[[], bool],
         rpc_timeout_s: float,
+        broker_counts: bool,
     ) -> None:
         self._channel = channel
+        #: Quorum queues count returns in x-delivery-count; classic ones do not.
+        self._broker_counts = broker_counts
         self._rpc_timeout_s = rpc_timeout_s
         self._queue_names = tuple(queues)
         self._prefetch = prefetch
@@ -89,7 +92,9 @@ class RabbitConsumer(Consumer):
             self._acks = AckBatcher(channel)  # a new channel generation
         tag = int(message.delivery_tag or 0)
         self._acks.delivered(tag)
-        redelivered = bool(message.redelivered) or bool(headers.get(H_REDELIVERED))
+        receipt = read_receipt(
+            headers, redelivered=bool(message.redelivered), broker_counts=self._broker_counts
+        )
         handle = AmqpHandle(
             consumer=self,
             queue=queue,
@@ -102,9 +107,10 @@ class RabbitConsumer(Consumer):
         delivery = Delivery(
             queue=queue,
             body=message.body,
-            delivery_count=delivery_count(headers, bool(message.redelivered)),
-            redelivered=redelivered,
+            delivery_count=receipt.delivery_count,
+            redelivered=receipt.redelivered,
             handle=handle,
+            malformed=receipt.malformed,
         )
         self._buffer.put_nowait(delivery)
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aioack.brokers._amqp_options import RabbitMQOptions
-from aioack.brokers.base import DeadLetter
+from aioack.brokers.base import MAX_DELIVERY_COUNT, DeadLetter
 
 #: Prior counted deliveries of a republished copy (release, classic requeue).
 H_DELIVERIES = "x-aioack-deliveries"
@@ -87,17 +88,63 @@ def dead_queue_args(options: RabbitMQOptions) -> dict[str, Any]:
     return {"x-queue-type": options.queue_type}
 
 
-def delivery_count(headers: Mapping[str, Any], redelivered: bool) -> int:
-    """1 on the first delivery; counts requeues and lost channels, not releases.
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What one delivery's headers say about it, every value checked."""
 
-    Quorum queues put the broker's count of returns in ``x-delivery-count``
-    (RabbitMQ 4 no longer counts a plain basic.nack there, and may not count
-    a closed channel): a redelivered message counts at least one return.
-    Copies republished by aioack carry their earlier count in a header.
+    delivery_count: int
+    redelivered: bool
+    #: Why the headers cannot be trusted, or None.
+    malformed: str | None = None
+
+
+def read_receipt(headers: Mapping[str, Any], *, redelivered: bool, broker_counts: bool) -> Receipt:
+    """Delivery count (1 on the first delivery) and redelivered flag, from the headers.
+
+    Every header is a publisher's to set, so each value is checked: a count
+    must be an integer in 0..MAX_DELIVERY_COUNT (a huge one would overflow the
+    dead letter's header, a negative one switch off ``delivery_limit``). A bad
+    value makes the delivery ``malformed``; it is then counted as if the header
+    were absent.
+
+    - ``x-aioack-deliveries``: counted deliveries carried by a copy aioack
+      republished (release, classic-queue requeue).
+    - ``x-aioack-redelivered``: 1 on such a copy of an abandoned or requeued message.
+    - ``x-delivery-count``: quorum queues' count of returns. Read only on a
+      redelivery (``broker_counts``: quorum queues): on a first delivery
+      RabbitMQ passes a publisher's value through unchanged; on a return it
+      writes its own. Quorum queues count requeues and lost channels; RabbitMQ
+      4 no longer counts a plain basic.nack, hence "at least one" below.
     """
-    base = _int(headers.get(H_DELIVERIES))
-    returned = max(_int(headers.get("x-delivery-count")), 1 if redelivered else 0)
-    return base + returned + 1
+    problems: list[str] = []
+    carried = _count(headers, H_DELIVERIES, problems)
+    returned = _count(headers, "x-delivery-count", problems) if broker_counts and redelivered else 0
+    flag = headers.get(H_REDELIVERED)
+    if flag is not None and flag not in (1, True):
+        problems.append(f"header {H_REDELIVERED}={_shown(flag)} is not 1")
+        flag = None
+    returned = max(returned, 1 if redelivered else 0)
+    return Receipt(
+        delivery_count=min(carried + returned + 1, MAX_DELIVERY_COUNT + 1),
+        redelivered=redelivered or flag is not None,
+        malformed="; ".join(problems) or None,
+    )
+
+
+def _count(headers: Mapping[str, Any], name: str, problems: list[str]) -> int:
+    value = headers.get(name)
+    if value is None:
+        return 0
+    if type(value) is int and 0 <= value <= MAX_DELIVERY_COUNT:
+        return value
+    problems.append(f"header {name}={_shown(value)} is not a count in 0..{MAX_DELIVERY_COUNT}")
+    return 0
+
+
+def _shown(value: object) -> str:
+    """A header value for a message: repr (no raw newline can forge a log line), clipped."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def copy_headers(
@@ -152,7 +199,7 @@ def read_letter(
         delivery_count=_int(headers.get(_DL + "delivery-count"), 1),
         attempt=None if attempt is None else _int(attempt),
         message_id=_str(headers.get(_DL + "message-id")) or message_id,
-        dead_lettered_at=float(_str(headers.get(_DL + "dead-lettered-at")) or time.time()),
+        dead_lettered_at=_seconds(headers.get(_DL + "dead-lettered-at")),
     )
 
 
@@ -168,8 +215,10 @@ def _broker_letter(
     RabbitMQ drops ``x-delivery-count`` when it dead-letters, and the one in
     the dead-letter queue counts our own reads: the count is derived instead.
     """
-    deaths = headers.get("x-death") or [{}]
+    deaths = headers.get("x-death")
     death = deaths[0] if isinstance(deaths, list) and deaths else {}
+    if not isinstance(death, Mapping):  # anyone can publish to a dead-letter queue
+        death = {}
     reason = _str(death.get("reason")) or _str(headers.get("x-first-death-reason")) or "unknown"
     stamp: Any = death.get("time")
     when = float(stamp.timestamp()) if hasattr(stamp, "timestamp") else time.time()
@@ -200,7 +249,17 @@ def _str(value: object) -> str | None:
 
 
 def _int(value: object, default: int = 0) -> int:
+    """A count read back from a dead letter; anything else (a float, text, out of range)
+    gives ``default``."""
+    if type(value) is int and 0 <= value <= MAX_DELIVERY_COUNT:
+        return value
+    return default
+
+
+def _seconds(value: object) -> float:
+    """A Unix time written as text by ``letter_headers``; now when unreadable."""
     try:
-        return int(value)  # type: ignore[call-overload,no-any-return]
-    except (TypeError, ValueError):
-        return default
+        seconds = float(_str(value) or "nan")
+    except ValueError:
+        return time.time()
+    return seconds if math.isfinite(seconds) else time.time()

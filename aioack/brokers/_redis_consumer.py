@@ -26,7 +26,7 @@ from redis import exceptions as redis_errors
 
 from aioack._cancel import raise_swallowed_cancel
 from aioack.brokers._redis_client import Call, RedisIO, translate_errors
-from aioack.brokers.base import Consumer, Delivery, wait_out
+from aioack.brokers.base import MAX_DELIVERY_COUNT, Consumer, Delivery, wait_out
 from aioack.errors import BrokerError
 
 logger = logging.getLogger("aioack.brokers.redis")
@@ -65,30 +65,51 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def parse_entry(flat: Sequence[bytes]) -> tuple[bytes, int]:
-    """(body, deliveries carried by this copy) of a raw stream entry.
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A raw stream entry read as a message, every field checked."""
 
-    An entry that is not ``body`` [+ ``id``] [+ ``dc``] (added by hand, by
-    another tool) still becomes a delivery: its body is a faithful rendering
-    of all its fields, which fails envelope validation, so the worker
-    dead-letters it with a reason instead of choking on it.
+    body: bytes
+    #: Deliveries counted before this copy was added (the ``dc`` field).
+    carried: int
+    #: Why the entry is not an aioack message, or None.
+    malformed: str | None = None
+
+
+def parse_entry(flat: Sequence[bytes]) -> Entry:
+    """Read a raw stream entry: ``body`` [+ ``id``] [+ ``dc``], nothing else.
+
+    An entry of any other shape (added by hand, by another tool) still becomes
+    a delivery, marked malformed, so the worker dead-letters it with the
+    reason instead of choking on it. Its body is then a lossless rendering of
+    all its fields (repr of bytes), kept in the dead letter.
     """
     names, values = list(flat[0::2]), list(flat[1::2])
     fields = dict(zip(names, values, strict=True))
     raw_dc = fields.get(b"dc")
-    carried = int(raw_dc) if raw_dc is not None and raw_dc.isdigit() and len(raw_dc) < 10 else None
-    well_formed = (
-        b"body" in fields
-        and len(fields) == len(names)
-        and fields.keys() <= _MESSAGE_FIELDS
-        and (raw_dc is None or carried is not None)
-    )
-    if well_formed:
-        return fields[b"body"], carried or 0
-    # repr() of bytes is lossless and can never parse as a JSON envelope.
+    carried = _count(raw_dc)
+    problem = None
+    if b"body" not in fields:
+        problem = "no body field"
+    elif len(fields) != len(names):
+        problem = "a field appears twice"
+    elif not fields.keys() <= _MESSAGE_FIELDS:
+        problem = f"unknown fields {sorted(fields.keys() - _MESSAGE_FIELDS)!r}"
+    elif raw_dc is not None and carried is None:
+        problem = f"field dc={raw_dc[:40]!r} is not a count in 0..{MAX_DELIVERY_COUNT}"
+    if problem is None:
+        return Entry(fields[b"body"], carried or 0)
     rendered = ", ".join(f"{name!r}: {value!r}" for name, value in zip(names, values, strict=True))
     body = f"redis stream entry that is not an aioack message: {{{rendered}}}".encode()
-    return body, carried or 0
+    return Entry(body, carried or 0, f"redis stream entry: {problem}")
+
+
+def _count(raw: bytes | None) -> int | None:
+    """A count written by aioack: ASCII digits, at most MAX_DELIVERY_COUNT."""
+    if raw is None or not raw.isdigit() or len(raw) > len(str(MAX_DELIVERY_COUNT)):
+        return None
+    value = int(raw)
+    return value if value <= MAX_DELIVERY_COUNT else None
 
 
 class RedisConsumer(Consumer):
@@ -200,13 +221,14 @@ class RedisConsumer(Consumer):
     def _accept(
         self, queue: str, entry_id: bytes, flat: Sequence[bytes], pel_count: int, reclaimed: bool
     ) -> None:
-        body, carried = parse_entry(flat)
+        entry = parse_entry(flat)
         delivery = Delivery(
             queue=queue,
-            body=body,
-            delivery_count=carried + pel_count,
-            redelivered=reclaimed or carried > 0,
+            body=entry.body,
+            delivery_count=entry.carried + pel_count,
+            redelivered=reclaimed or entry.carried > 0,
             handle=Handle(self, entry_id),
+            malformed=entry.malformed,
         )
         self._held.add((queue, entry_id))
         self._ready.append((delivery, time.monotonic()))

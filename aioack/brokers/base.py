@@ -17,6 +17,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aioack.message import MAX_DELIVERY_COUNT
+
+__all__ = [
+    "MAX_DELIVERY_COUNT",
+    "Broker",
+    "Consumer",
+    "DeadLetter",
+    "Delivery",
+    "QueueStats",
+    "wait_out",
+]
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Delivery:
@@ -35,6 +47,10 @@ class Delivery:
     redelivered: bool
     handle: object
     received_at: float = field(default_factory=time.monotonic)
+    #: Set when the broker found this delivery's metadata unusable (a header
+    #: or stream field out of range, of the wrong type): the worker
+    #: dead-letters it ``malformed`` with this text, without running it.
+    malformed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,6 +227,7 @@ class RabbitMQBroker(Broker):
                 self.release,
                 self._is_connected,
                 rpc_timeout_s=self.options.publish_timeout_s,
+                broker_counts=self.options.queue_type == "quorum",
             )
             await consumer.start(declared)
         self._consumers.add(consumer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -218,6 +219,14 @@ async def test_redelivered_message_with_reject_on_worker_lost_false_is_dead_lett
         (b'["a", "list"]', "malformed"),
         (json.dumps({"v": 1, "id": "u1", "task": "no.such.task"}).encode(), "unknown_task"),
         (b"{" + b" " * 70_000 + b"}", "too_large"),
+        # A newline in an id or a field name would forge a log line.
+        (b'{"v": 1, "id": "x\\nforged INFO line", "task": "t"}', "malformed"),
+        (b'{"v": 1, "id": "x", "task": "t", "k\\nforged": 1}', "malformed"),
+        # Numbers that would overflow a header or switch a rule off.
+        (b'{"v": 1, "id": "x", "task": "t", "attempt": 9223372036854775808}', "malformed"),
+        (b'{"v": 1, "id": "x", "task": "t", "attempt": -1}', "malformed"),
+        (b'{"v": 1, "id": "x", "task": "t", "expires": Infinity}', "malformed"),
+        (b'{"v": 1, "id": "x", "task": "t", "published_at": NaN}', "malformed"),
     ],
     ids=[
         "undecodable",
@@ -226,10 +235,20 @@ async def test_redelivered_message_with_reject_on_worker_lost_false_is_dead_lett
         "wrong-type",
         "unknown-task",
         "too-large",
+        "newline-in-id",
+        "newline-in-field-name",
+        "huge-attempt",
+        "negative-attempt",
+        "infinite-expires",
+        "nan-published-at",
     ],
 )
 async def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
-    broker: Broker, new_queue: Callable[[], str], body: bytes, reason: str
+    broker: Broker,
+    new_queue: Callable[[], str],
+    body: bytes,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     queue, app, seen = new_queue(), App(broker=broker, max_message_bytes=64_000), []
 
@@ -240,8 +259,10 @@ async def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
     await broker.declare([queue])
     await broker.publish(queue, body, message_id="bad")
     await good.delay(1)
-    await run_until_idle(app, [queue])
+    with caplog.at_level(logging.INFO, logger="aioack"):
+        await run_until_idle(app, [queue])
     assert seen == [1], "the worker kept consuming after the bad message"
+    assert not any("\nforged" in r.getMessage() for r in caplog.records), "a forged log line"
     [letter] = await broker.dead_letters(queue)
     assert letter.reason == reason
     assert letter.body == body, "the dead letter keeps the exact original body"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from aioack import App
-from aioack.brokers import Consumer, Delivery, MemoryBroker
+from aioack.brokers import Consumer, DeadLetter, Delivery, MemoryBroker
+from aioack.message import Message
+from aioack.testing import run_until_idle
+from tests.support import wait_until
 
 
 class _BrokenConsumer(Consumer):
@@ -30,3 +34,86 @@ async def test_a_crashed_receive_loop_stops_the_worker_with_the_error() -> None:
     app = App(broker=_BrokenBroker())
     with pytest.raises(RuntimeError, match="bug in a consumer"):
         await app.worker(["q"]).run()
+
+
+class _LettersFailOnce(MemoryBroker):
+    """Its dead-letter store refuses the first letter with details (like a header that
+    cannot be encoded), and takes a bare one."""
+
+    def __init__(self, *, always: bool = False) -> None:
+        super().__init__()
+        self.always = always
+        self.refused = 0
+
+    async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
+        if self.always or not letter.detail.startswith("details dropped"):
+            self.refused += 1
+            raise OverflowError("int too large to convert (test)")
+        await super().dead_letter(delivery, letter)
+
+
+async def test_a_dead_letter_that_cannot_be_written_is_written_bare() -> None:
+    broker = _LettersFailOnce()
+    app, runs = App(broker=broker), []
+
+    @app.task(queue="q")
+    async def good(n: int) -> None:
+        runs.append(n)
+
+    await broker.connect()
+    await broker.declare(["q"])
+    await broker.publish("q", b"not json", message_id="bad")
+    await good.delay(1)
+    await run_until_idle(app, ["q"])
+    assert runs == [1], "the worker went on"
+    [letter] = await broker.dead_letters("q")
+    assert (letter.reason, letter.body, broker.refused) == ("malformed", b"not json", 1)
+    assert "OverflowError" in letter.detail
+
+
+async def test_a_settle_that_keeps_failing_leaves_the_message_on_the_broker() -> None:
+    broker = _LettersFailOnce(always=True)
+    app, runs = App(broker=broker), []
+
+    @app.task(queue="q")
+    async def good(n: int) -> None:
+        runs.append(n)
+
+    await broker.connect()
+    await broker.declare(["q"])
+    await broker.publish("q", b"not json", message_id="bad")
+    await good.delay(1)
+    worker = app.worker(["q"], concurrency=1)
+    async with worker:
+        await wait_until(lambda: runs == [1], message="the next message ran")
+    # Not lost: given up by this worker, back on the queue when its consumer closed.
+    assert (await broker.stats("q")).ready == 1
+    assert broker.refused == 2
+
+
+async def test_an_unforeseen_error_while_checking_a_delivery_dead_letters_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = MemoryBroker()
+    app, runs = App(broker=broker), []
+
+    @app.task(queue="q")
+    async def good(n: int) -> None:
+        runs.append(n)
+
+    real_get_task = app.get_task
+
+    def get_task(name: str) -> Any:
+        if name == "explodes":
+            raise RuntimeError("a bug in the checks")
+        return real_get_task(name)
+
+    monkeypatch.setattr(app, "get_task", get_task)
+    await broker.connect()
+    await broker.publish("q", Message(id="m1", task="explodes").encode(), message_id="m1")
+    await good.delay(1)
+    await run_until_idle(app, ["q"])
+    assert runs == [1], "the receive loop survived"
+    [letter] = await broker.dead_letters("q")
+    assert letter.reason == "malformed"
+    assert "RuntimeError: a bug in the checks" in letter.detail
