@@ -60,6 +60,7 @@ class AckManager:
         self._broker = broker
         self._on_lost = on_lost
         self._held: dict[int, Held] = {}
+        self._wake = asyncio.Event()
 
     def receive(self, delivery: Delivery) -> Held:
         held = Held(delivery)
@@ -268,10 +269,17 @@ class AckManager:
 
     # -- leases ------------------------------------------------------------
 
+    def wake(self) -> None:
+        """A consumer learned that deliveries went stale: check now, not at the next beat."""
+        self._wake.set()
+
     async def heartbeat(self) -> None:
         """Renew leases until cancelled; report deliveries this worker lost."""
         while True:
-            await asyncio.sleep(self._broker.lease_check_interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._broker.lease_check_interval_s):
+                    await self._wake.wait()
+            self._wake.clear()
             await self.renew_once()
             raise_swallowed_cancel()  # a shutdown must not wait on this loop for ever
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aioack._memory import release_freed_memory
 from aioack.ackmanager import AckManager, Held
 from aioack.brokers.base import Consumer
 from aioack.decide import (
@@ -92,6 +93,8 @@ class Worker:
         self._started = asyncio.Event()
         self._ready: asyncio.Queue[Job] = asyncio.Queue()
         self._running: set[asyncio.Task[None]] = set()
+        #: Runs whose delivery was lost, by message id, until they end.
+        self._winding_down: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._acks: AckManager | None = None
         self._results = ResultFlow(app)
@@ -130,6 +133,7 @@ class Worker:
         """
         consumer = await self._start()
         acks = self._acks = AckManager(self.app.broker, on_lost=self._on_lost)
+        consumer.watch_losses(acks.wake)
         loops = [
             asyncio.create_task(self._receive(consumer, acks, burst), name="aioack-receive"),
             asyncio.create_task(self._dispatch(), name="aioack-dispatch"),
@@ -216,10 +220,14 @@ class Worker:
                     return
                 continue
             held = acks.receive(delivery)
+            oversized = len(delivery.body) > self.app.max_message_bytes
             try:
                 await self._admit(held, acks)
             except Exception as exc:  # a bug, or input no check foresaw: never the loop's end
                 await self._refuse_unreadable(held, acks, exc)
+            if oversized:  # dead-lettered too_large: its buffers are free now
+                del delivery, held
+                release_freed_memory()
 
     async def _refuse_unreadable(self, held: Held, acks: AckManager, exc: Exception) -> None:
         logger.error(
@@ -282,6 +290,11 @@ class Worker:
         if job.message.is_expired(time.time()):  # expired while waiting for a slot
             await acks.settle(held, dead_letter("expired", "expired while waiting for a slot"))
             return
+        winding_down = self._winding_down.get(job.context.id)
+        if winding_down is not None:
+            # The broker redelivered a message whose lost run here is still
+            # ending (cancelled, in its cleanup): never two runs of it at once.
+            await asyncio.wait({winding_down})
         held.started_at = time.monotonic()
         logger.info(
             "task %s attempt %d started (delivery %d%s)",
@@ -366,8 +379,18 @@ class Worker:
         return OutcomeKind.SHUTDOWN
 
     def _on_lost(self, held: Held) -> None:
-        if held.body is not None and self.settings.cancel_on_lost_delivery:
-            held.body.cancel()
+        body = held.body
+        if body is None or held.message is None:
+            return
+        message_id = held.message.id
+        self._winding_down[message_id] = body
+        body.add_done_callback(lambda _: self._forget_winding_down(message_id, body))
+        if self.settings.cancel_on_lost_delivery:
+            body.cancel()
+
+    def _forget_winding_down(self, message_id: str, body: asyncio.Task[None]) -> None:
+        if self._winding_down.get(message_id) is body:
+            del self._winding_down[message_id]
 
     # -- shutdown ----------------------------------------------------------
 

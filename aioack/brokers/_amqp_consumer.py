@@ -77,6 +77,7 @@ class RabbitConsumer(Consumer):
         self._tags: list[tuple[AbstractQueue, str]] = []
         self._acks: AckBatcher | None = None
         self._receiving = True
+        self._loss_listener: Callable[[], None] | None = None
         self.closed = False
 
     async def start(self, queues: Sequence[AbstractQueue]) -> None:
@@ -90,6 +91,7 @@ class RabbitConsumer(Consumer):
         channel = message.channel
         if self._acks is None or self._acks.channel is not channel:
             self._acks = AckBatcher(channel)  # a new channel generation
+            channel.closing.add_done_callback(self._generation_closed)
         tag = int(message.delivery_tag or 0)
         self._acks.delivered(tag)
         receipt = read_receipt(
@@ -113,6 +115,16 @@ class RabbitConsumer(Consumer):
             malformed=receipt.malformed,
         )
         self._buffer.put_nowait(delivery)
+
+    def watch_losses(self, listener: Callable[[], None]) -> None:
+        self._loss_listener = listener
+
+    def _generation_closed(self, closing: asyncio.Future[Any]) -> None:
+        # Every delivery of that channel is stale now: RabbitMQ requeues them.
+        if not closing.cancelled():
+            closing.exception()  # retrieved: a closed channel is expected here
+        if self._loss_listener is not None:
+            self._loss_listener()
 
     def _live_held(self) -> int:
         # Deliveries of a dead channel never get settled here: drop them (rarely runs).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aioack.message import MAX_DELIVERY_COUNT
@@ -114,6 +114,15 @@ class Consumer(ABC):
 
         Raises:
             BrokerUnavailable: the connection is down (the worker retries).
+        """
+
+    def watch_losses(self, listener: Callable[[], None]) -> None:  # noqa: B027 (optional)
+        """Have ``listener`` called as soon as deliveries this consumer handed out
+        may have gone stale (a channel closed), so their runs stop at once.
+
+        Optional: without it the worker finds stale deliveries on its next
+        lease check (``Broker.extend``). Brokers whose deliveries only go
+        stale by lease expiry have nothing to report early.
         """
 
     @abstractmethod

@@ -132,6 +132,33 @@ async def test_dead_letters_are_read_without_being_consumed(
     assert (await rabbit.stats(queue_name)).dead == 3
 
 
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+async def test_reading_dead_letters_never_reorders_them(
+    make_rabbit: Callable[..., RabbitMQBroker], queue_type: str
+) -> None:
+    broker, queue = make_rabbit(queue_type=queue_type), unique("rq")
+    await broker.connect()
+    try:
+        await broker.declare([queue])
+        total = 130  # more than one read window (100)
+        await asyncio.gather(
+            *(
+                broker.add_dead_letter(DeadLetter(queue=queue, reason="failed", body=b"%d" % i))
+                for i in range(total)
+            )
+        )
+        # Partial reads, smaller after larger: each once moved its part to the tail.
+        for limit in (10, 10, 3, 120, 7, 29):
+            read = await broker.dead_letters(queue, limit=limit)
+            assert [d.body for d in read] == [b"%d" % i for i in range(limit)], limit
+        everything = await broker.dead_letters(queue, limit=1000)
+        assert [d.body for d in everything] == [b"%d" % i for i in range(total)]
+        assert (await broker.stats(queue)).dead == total
+    finally:
+        await broker.delete([queue])
+        await broker.aclose()
+
+
 async def test_rabbitmq_dead_letters_a_crash_loop_past_its_delivery_limit(
     make_rabbit: Callable[..., RabbitMQBroker], queue_name: str
 ) -> None:
