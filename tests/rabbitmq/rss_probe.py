@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import subprocess
 import sys
 import uuid
 
@@ -59,7 +58,10 @@ async def main(url: str, rounds: int) -> None:
         release_freed_memory()
         baseline = rss_mb()
         for _ in range(rounds):
-            subprocess.run([sys.executable, "-c", PUBLISH, url, queue, str(SIZE)], check=True)
+            publisher = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", PUBLISH, url, queue, str(SIZE)
+            )
+            assert await publisher.wait() == 0
             await run_until_idle(app, [queue])
             gc.collect()
             print(f"rss_growth_mb {rss_mb() - baseline:.1f}", flush=True)

@@ -62,7 +62,9 @@ async def test_a_closed_channel_cancels_its_run_at_once_and_the_copy_waits_for_i
         # Cancelled while the broker was still unreachable: not at the next lease check.
         assert first["cancelled"] < reconnect_allowed, "the run went on after its channel closed"
         # The redelivered copy started only once the first run had ended.
-        assert second["start"] >= first["end"], f"runs overlapped by {first['end'] - second['start']:.3f}s"
+        assert second["start"] >= first["end"], (
+            f"runs overlapped by {first['end'] - second['start']:.3f}s"
+        )
         assert (await rabbit.stats(queue_name)).pending == 0
     finally:
         await app.aclose()
