@@ -19,31 +19,12 @@ H_DELIVERIES = "x-aioack-deliveries"
 #: A classic-queue requeue copy: report it as redelivered.
 H_REDELIVERED = "x-aioack-redelivered"
 _DL = "x-aioack-dl-"
-#: AMQP's longest per-message TTL (2^32 - 1 ms); longer delays are refused.
-MAX_DELAY_S = (2**32 - 1) / 1000.0
 #: A header frame must fit one frame (128 KiB by default): keep text well below.
 _MAX_TEXT = 32 * 1024
 
 
 def dead_queue(queue: str) -> str:
     return f"{queue}.dead"
-
-
-def delay_queue(queue: str, ttl_ms: int) -> str:
-    return f"{queue}.delay.{ttl_ms}ms"
-
-
-def bucket_ms(delay_s: float) -> int:
-    """Round a delay *up* to two significant digits of milliseconds (min 10 ms).
-
-    Every message in one bucket has the same TTL, so the queue's head always
-    expires first (per-message TTLs only expire at the head). Rounding up
-    keeps a message from running early and bounds the number of buckets to
-    ninety per decade; the price is at most +10% of the delay.
-    """
-    ms = max(10, math.ceil(delay_s * 1000.0 - 1e-6))
-    step = 10 ** max(0, len(str(ms)) - 2)
-    return int(-(-ms // step) * step)
 
 
 def work_queue_args(options: RabbitMQOptions, queue: str) -> dict[str, Any]:
@@ -58,30 +39,6 @@ def work_queue_args(options: RabbitMQOptions, queue: str) -> dict[str, Any]:
         if options.delivery_limit:
             args["x-delivery-limit"] = options.delivery_limit
     return args
-
-
-def delay_queue_args(options: RabbitMQOptions, queue: str, ttl_ms: int) -> dict[str, Any]:
-    """A TTL bucket that dead-letters back into ``queue`` when a message is due.
-
-    ``x-expires`` removes an idle bucket; only a declare renews it (a publish
-    does not), so the broker re-declares a bucket before its expiry could
-    overtake the messages it holds (see ``redeclare_after_s``).
-    """
-    args: dict[str, Any] = {
-        "x-queue-type": options.queue_type,
-        "x-message-ttl": ttl_ms,
-        "x-expires": min(2 * ttl_ms + 60_000, 2**32 - 1),
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": queue,
-    }
-    if options.queue_type == "quorum":
-        args |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
-    return args
-
-
-def redeclare_after_s(ttl_ms: int) -> float:
-    """Declared at t, a message published before t + this is due before t + x-expires - 30 s."""
-    return ttl_ms / 1000.0 + 30.0
 
 
 def dead_queue_args(options: RabbitMQOptions) -> dict[str, Any]:

@@ -5,8 +5,8 @@ Layout per work queue ``q`` (all durable, declared by ``declare``):
 * ``q``                the work queue (quorum by default); RabbitMQ dead-letters
                        into ``q.dead`` past ``delivery_limit`` returns.
 * ``q.dead``           dead letters, with aioack's reason/error/traceback headers.
-* ``q.delay.<N>ms``    one TTL bucket per rounded delay; due messages
-                       dead-letter back into ``q``. Buckets expire when idle.
+* ``q.delay.L<k>``     delay level k (TTL 2^k ms), made when a delay first
+                       needs it and never expired: see ``_amqp_delays``.
 
 Settles always go to the channel object that delivered the message (see
 ``_amqp_consumer``); a republished copy (release, retry, dead letter) is
@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,6 +32,7 @@ from aiormq.abc import DeliveredMessage
 
 from aioack.brokers import _amqp_topology as topo
 from aioack.brokers._amqp_consumer import AmqpHandle, RabbitConsumer
+from aioack.brokers._amqp_delays import MAX_QUEUE_NAME_BYTES, DelayLevels, delay_ms
 from aioack.brokers._amqp_errors import translated, translated_publish, translated_settle
 from aioack.brokers._amqp_options import parse_url
 from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
@@ -55,9 +55,8 @@ class RabbitMQBroker(Broker):
         self._conn: AbstractRobustConnection | None = None
         self._pub: AbstractRobustChannel | None = None
         self._consumers: set[RabbitConsumer] = set()
-        #: queue -> {bucket ttl_ms: monotonic time it was last declared}
-        self._buckets: dict[str, dict[int, float]] = {}
-        self._bucket_lock = asyncio.Lock()
+        self._delays = DelayLevels(self.options)
+        self._delay_lock = asyncio.Lock()
         #: queue -> most dead letters one read took (see dead_letters)
         self._largest_read: dict[str, int] = {}
         self._connect_lock = asyncio.Lock()
@@ -129,34 +128,28 @@ class RabbitMQBroker(Broker):
                     await channel.queue_declare(
                         queue, durable=True, arguments=topo.work_queue_args(opts, queue)
                     )
+                    if len(queue.encode()) <= MAX_QUEUE_NAME_BYTES:  # else: no delays
+                        await self._delays.attach(channel, queue)
 
     async def delete(self, queues: Sequence[str]) -> None:
         with translated(f"delete {list(queues)!r}"):
             async with self._side_channel() as channel:
                 for queue in queues:
-                    buckets = self._buckets.pop(queue, {})
-                    names = [queue, topo.dead_queue(queue)]
-                    names += [topo.delay_queue(queue, ms) for ms in buckets]
+                    names = [queue, topo.dead_queue(queue), *self._delays.forget(queue)]
                     for name in names:
-                        await channel.queue_delete(name)
+                        await channel.queue_delete(name)  # a missing queue is not an error
 
-    async def _ensure_bucket(self, queue: str, ttl_ms: int) -> str:
-        name = topo.delay_queue(queue, ttl_ms)
-        declared = self._buckets.get(queue, {})
-        if time.monotonic() - declared.get(ttl_ms, -1e18) < topo.redeclare_after_s(ttl_ms):
-            return name
-        async with self._bucket_lock:
+    async def _declare_delay(self, queue: str, ms: int) -> None:
+        """Make the levels a delay of ``ms`` passes through exist, before publishing it."""
+        async with self._delay_lock:
+            if not self._delays.needs_declaring(queue, ms):
+                return
             with translated_publish(queue):
                 async with self._side_channel() as channel:
                     try:
-                        # A due message would be dropped if its work queue did not exist.
-                        await channel.queue_declare(queue, passive=True)
+                        await self._delays.declare(channel, queue, ms)
                     except aiormq.exceptions.ChannelNotFoundEntity as exc:
                         raise PublishFailed(f"queue {queue!r} does not exist; declare it") from exc
-                    args = topo.delay_queue_args(self.options, queue, ttl_ms)
-                    await channel.queue_declare(name, durable=True, arguments=args)
-            self._buckets.setdefault(queue, {})[ttl_ms] = time.monotonic()
-        return name
 
     # -- producing ---------------------------------------------------------
 
@@ -180,19 +173,25 @@ class RabbitMQBroker(Broker):
         *,
         routing_key: str | None = None,
     ) -> None:
-        target = routing_key or queue
+        exchange, target = "", routing_key or queue
         if delay_s > 0:
-            if delay_s > topo.MAX_DELAY_S:
-                raise PublishFailed(f"delay {delay_s:.0f}s is over RabbitMQ's TTL limit (~49 days)")
-            target = await self._ensure_bucket(queue, topo.bucket_ms(delay_s))
+            ms = delay_ms(delay_s)
+            if self._delays.needs_declaring(queue, ms):
+                await self._declare_delay(queue, ms)
+            exchange, target = self._delays.route(queue, ms)
         properties = spec.Basic.Properties(
             delivery_mode=_PERSISTENT, message_id=message_id, headers=headers or None
         )
         with translated_publish(queue):
             async with asyncio.timeout(self.options.publish_timeout_s):
                 channel = await self._publish_channel()
+                # mandatory: a message no queue takes fails its publish (returned).
                 await channel.basic_publish(
-                    body, routing_key=target, properties=properties, mandatory=True
+                    body,
+                    exchange=exchange,
+                    routing_key=target,
+                    properties=properties,
+                    mandatory=True,
                 )
 
     async def _publish_channel(self) -> aiormq.abc.AbstractChannel:
@@ -373,12 +372,10 @@ class RabbitMQBroker(Broker):
         return letters
 
     async def stats(self, queue: str) -> QueueStats:
-        names = [queue, topo.dead_queue(queue)]
-        buckets = [topo.delay_queue(queue, ms) for ms in self._buckets.get(queue, {})]
-        counts = await self._counts(names + buckets)
+        counts = await self._counts([queue, topo.dead_queue(queue)])
         return QueueStats(
             ready=counts[queue],
-            delayed=sum(counts[b] for b in buckets),
+            delayed=await self._delays.delayed(self._counts, queue),
             unacked=sum(c.held_on(queue) for c in self._consumers),
             dead=counts[topo.dead_queue(queue)],
         )

@@ -405,6 +405,8 @@ async def test_tasks_running_at_the_shutdown_deadline_are_cancelled_and_requeued
     worker = app.worker([queue], concurrency=1, prefetch=1, shutdown_timeout=0.2)
     async with worker:
         await started.wait()
+    # basic.reject has no reply on AMQP: the count may trail the requeue a moment.
+    await wait_until(lambda: _ready_at_least(broker, queue, 1), 5, message="handed back")
     stats = await broker.stats(queue)
     assert (stats.ready, stats.unacked, stats.dead) == (1, 0, 0), "never acked, handed back"
 

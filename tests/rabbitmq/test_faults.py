@@ -198,7 +198,7 @@ async def test_retries_wait_in_the_broker_and_come_back_on_time(
     backoff_s = float(fault_app.flaky.options.retry_backoff)
     for k, gap_s in enumerate([b - a for a, b in itertools.pairwise(times)]):
         expected_s = backoff_s * 2**k
-        # Tolerance (docs/rabbitmq.md): never early; +10% bucket rounding + 0.25 s.
+        # Tolerance (docs/rabbitmq.md): never early; a hop per set bit of the delay (+10% + 0.25 s).
         assert expected_s <= gap_s <= expected_s * 1.1 + 0.25, (k, gap_s)
 
 

@@ -9,7 +9,13 @@ from collections.abc import Callable
 import pytest
 
 from aioack.brokers import DeadLetter, Delivery, broker_from_url
-from aioack.brokers._amqp_topology import bucket_ms
+from aioack.brokers._amqp_delays import (
+    chain_binding,
+    delay_ms,
+    level_binding,
+    levels_of,
+    routing_key,
+)
 from aioack.brokers.rabbitmq import RabbitMQBroker
 from aioack.errors import (
     AioackError,
@@ -53,12 +59,34 @@ def test_a_typo_in_an_option_is_refused_with_the_right_name() -> None:
 
 
 @pytest.mark.parametrize(
-    ("delay_s", "ttl_ms"),
-    [(0.0, 10), (0.3, 300), (0.6, 600), (1.234, 1300), (12.0, 12000), (101.0, 110000)],
+    ("delay_s", "ms", "levels"),
+    [
+        (0.0001, 1, [0]),
+        (0.3, 300, [8, 5, 3, 2]),
+        (1.0, 1000, [9, 8, 7, 6, 5, 3]),
+        (1.2345, 1235, [10, 7, 6, 4, 1, 0]),
+        (49 * 86400.0, 4_233_600_000, [31, 30, 29, 28, 27, 26, 22, 20, 18, 17, 16, 15, 12, 11, 10]),
+    ],
 )
-def test_delays_round_up_to_two_significant_digits(delay_s: float, ttl_ms: int) -> None:
-    assert bucket_ms(delay_s) == ttl_ms
-    assert bucket_ms(delay_s) / 1000 >= delay_s
+def test_a_delay_is_whole_milliseconds_rounded_up_through_one_level_per_set_bit(
+    delay_s: float, ms: int, levels: list[int]
+) -> None:
+    assert delay_ms(delay_s) == ms and ms / 1000 >= delay_s
+    assert levels_of(ms) == levels
+    assert sum(2**k for k in levels) == ms, "the levels' TTLs add up to the delay exactly"
+
+
+def test_a_delay_past_amqps_ttl_limit_is_refused() -> None:
+    with pytest.raises(PublishFailed, match="49 days"):
+        delay_ms(50 * 86400.0)
+
+
+def test_level_bindings_match_exactly_one_queue_even_with_dots_in_names() -> None:
+    key = routing_key("a.b", 0b101)
+    assert key.split(".")[-2:] == ["a", "b"] and key.count(".") == 33
+    # A topic binding is a pattern: '*' one word; here no '#', so "x.a.b" cannot match "a.b".
+    assert level_binding("a.b", 2).split(".") == ["*"] * 29 + ["1", "*", "*", "a", "b"]
+    assert chain_binding(0).split(".") == ["*"] * 31 + ["0", "#"]
 
 
 async def test_preflight_warns_when_a_time_limit_is_not_below_the_consumer_timeout(
@@ -109,7 +137,7 @@ async def test_delays_come_back_on_time_in_due_order(
     await consumer.close()
     assert [body for body, _ in arrivals] == [b"soon", b"mid", b"late"]
     for body, elapsed_s in arrivals:
-        # Documented tolerance: never early, at most +10% rounding + 250 ms.
+        # Documented tolerance: never early, at most +10% + 250 ms (one hop per level).
         assert delays_s[body] <= elapsed_s <= delays_s[body] * 1.1 + 0.25, (body, elapsed_s)
 
 
