@@ -11,7 +11,7 @@ from aioack.brokers import Broker, broker_from_url
 from aioack.errors import ConfigurationError, UnknownTask
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
 from aioack.options import TaskOptions
-from aioack.results import DEFAULT_RESULT_EXPIRES_S, ResultBackend, backend_from_url
+from aioack.results import ResultBackend, backend_from_url
 from aioack.task import AsyncResult, Task, TaskContext
 
 if TYPE_CHECKING:
@@ -35,8 +35,10 @@ class App:
     ``results`` is a result backend URL (``memory://``, ``redis://...``) or a
     ResultBackend; None keeps no results (``result.get()`` then raises).
     ``result_expires``: seconds a result and a completed idempotency key are
-    kept. ``idempotency_lease``: seconds a claimed key stays held by a run
-    that stopped renewing it (a dead worker) before another run takes over.
+    kept; given here it wins over the results URL's ``?result_expires=``
+    (default: the backend's, one day). ``idempotency_lease``: seconds a
+    claimed key stays held by a run that stopped renewing it (a dead worker)
+    before another run takes over.
     """
 
     def __init__(
@@ -44,7 +46,7 @@ class App:
         broker: str | Broker | None = None,
         *,
         results: str | ResultBackend | None = None,
-        result_expires: float = DEFAULT_RESULT_EXPIRES_S,
+        result_expires: float | None = None,
         idempotency_lease: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         **broker_options: Any,
@@ -52,38 +54,56 @@ class App:
         if idempotency_lease <= 0:
             raise ConfigurationError("idempotency_lease must be > 0 seconds")
         self._connected = False
-        self.result_expires = result_expires
+        # Given here, it overrides the results URL's own ?result_expires=.
+        self._result_options = {} if result_expires is None else {"result_expires": result_expires}
         self.results: ResultBackend | None = None
         self.use_results(results)
         self.idempotency_lease = float(idempotency_lease)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.max_message_bytes = max_message_bytes
-        self._broker_spec = broker
-        self._broker_options = broker_options
-        self._broker: Broker | None = None
         self._declared: set[str] = set()
+        self._broker_options = broker_options
+        self._explicit_broker = broker is not None
+        self._broker = self._build_broker(broker if broker is not None else EMBEDDED_BROKER_URL)
 
     # -- broker ------------------------------------------------------------
 
+    def _build_broker(self, spec: str | Broker) -> Broker:
+        """The broker a URL names (options checked now), or the instance given.
+
+        Raises:
+            ConfigurationError: a bad URL or option; options beside an instance.
+        """
+        if isinstance(spec, str):
+            return broker_from_url(spec, **self._broker_options)
+        if self._broker_options:
+            names = ", ".join(sorted(self._broker_options))
+            raise ConfigurationError(
+                f"broker options ({names}) apply to a broker URL, not to a "
+                f"{type(spec).__name__} instance: pass them to its constructor instead"
+            )
+        return spec
+
     @property
     def broker(self) -> Broker:
-        """The broker, built from its URL on first use."""
-        if self._broker is None:
-            spec = self._broker_spec if self._broker_spec is not None else EMBEDDED_BROKER_URL
-            self._broker = (
-                spec if isinstance(spec, Broker) else broker_from_url(spec, **self._broker_options)
-            )
+        """The broker (built when the App was, or by ``use_broker``)."""
         return self._broker
 
     @property
     def has_broker(self) -> bool:
-        return self._broker_spec is not None
+        """Whether a broker was named (not the embedded default)."""
+        return self._explicit_broker
 
     def use_broker(self, broker: str | Broker) -> None:
-        """Pick the broker before connecting (the CLI's ``--broker``)."""
+        """Pick the broker before connecting (the CLI's ``--broker``).
+
+        Raises:
+            ConfigurationError: the App is connected, or the URL or an option is bad.
+        """
         if self._connected:
             raise ConfigurationError("cannot change the broker of a connected App")
-        self._broker_spec, self._broker = broker, None
+        self._broker = self._build_broker(broker)
+        self._explicit_broker = True
         self._declared.clear()
 
     def use_results(self, results: str | ResultBackend | None) -> None:
@@ -91,7 +111,7 @@ class App:
         if self._connected:
             raise ConfigurationError("cannot change the result backend of a connected App")
         self.results = (
-            backend_from_url(results, result_expires=self.result_expires)
+            backend_from_url(results, **self._result_options)
             if isinstance(results, str)
             else results
         )

@@ -1,17 +1,31 @@
-"""Brokers, picked from a URL by scheme. Optional clients are imported lazily."""
+"""Brokers, picked from a URL by scheme. Optional clients are imported lazily.
+
+A new broker is one folder (``brokers/<name>/``), one row in ``SCHEMES``,
+one entry in the contract suites' broker list (tests/conftest.py) and one
+docs page: see docs/writing-a-broker.md.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-from urllib.parse import urlsplit
 
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.brokers.base import (
+    Broker,
+    BrokerAdmin,
+    BrokerCore,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    QueueStats,
+)
 from aioack.brokers.memory import MemoryBroker
-from aioack.errors import ConfigurationError
+from aioack.urls import Scheme, load
 
 __all__ = [
+    "SCHEMES",
     "Broker",
+    "BrokerAdmin",
+    "BrokerCore",
     "Consumer",
     "DeadLetter",
     "Delivery",
@@ -20,14 +34,14 @@ __all__ = [
     "broker_from_url",
 ]
 
-#: scheme -> (module, class, pip extra that provides its client)
-_SCHEMES: dict[str, tuple[str, str, str]] = {
-    "memory": ("aioack.brokers.memory", "MemoryBroker", ""),
-    "redis": ("aioack.brokers.redis", "RedisBroker", "redis"),
-    "rediss": ("aioack.brokers.redis", "RedisBroker", "redis"),
-    "unix": ("aioack.brokers.redis", "RedisBroker", "redis"),
-    "amqp": ("aioack.brokers.rabbitmq", "RabbitMQBroker", "rabbitmq"),
-    "amqps": ("aioack.brokers.rabbitmq", "RabbitMQBroker", "rabbitmq"),
+#: URL scheme -> the broker class, and the pip extra that brings its client.
+SCHEMES: dict[str, Scheme] = {
+    "memory": Scheme("aioack.brokers.memory", "MemoryBroker"),
+    "redis": Scheme("aioack.brokers.redis", "RedisBroker", "redis"),
+    "rediss": Scheme("aioack.brokers.redis", "RedisBroker", "redis"),
+    "unix": Scheme("aioack.brokers.redis", "RedisBroker", "redis"),
+    "amqp": Scheme("aioack.brokers.rabbitmq", "RabbitMQBroker", "rabbitmq"),
+    "amqps": Scheme("aioack.brokers.rabbitmq", "RabbitMQBroker", "rabbitmq"),
 }
 
 
@@ -37,17 +51,5 @@ def broker_from_url(url: str, **options: Any) -> Broker:
     Raises:
         ConfigurationError: unknown scheme, missing client library, bad option.
     """
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in _SCHEMES:
-        known = ", ".join(f"{s}://" for s in _SCHEMES)
-        raise ConfigurationError(f"unknown broker URL scheme {scheme!r}; use one of {known}")
-    module_name, class_name, extra = _SCHEMES[scheme]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"{scheme}:// needs the {extra} client: pip install 'aioack[{extra}]' ({exc})"
-        ) from exc
-    broker_cls: type[Broker] = getattr(module, class_name)
-    broker: Broker = broker_cls.from_url(url, **options)  # type: ignore[attr-defined]
-    return broker
+    broker_cls: type[Broker] = load(url, SCHEMES, what="broker")
+    return broker_cls.from_url(url, **options)

@@ -16,12 +16,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 from aioack.message import MAX_DELIVERY_COUNT
 
 __all__ = [
     "MAX_DELIVERY_COUNT",
     "Broker",
+    "BrokerAdmin",
+    "BrokerCore",
     "Consumer",
     "DeadLetter",
     "Delivery",
@@ -138,8 +141,8 @@ class Consumer(ABC):
         """Cancel, then give every still-unsettled delivery back to the broker."""
 
 
-class Broker(ABC):
-    """Moves bodies between queues and settles deliveries.
+class BrokerCore(ABC):
+    """What a worker needs: moving bodies between queues and settling deliveries.
 
     Every method translates its client library's errors into aioack's tree
     (``raise BrokerUnavailable(...) from exc``); nothing else escapes.
@@ -147,6 +150,16 @@ class Broker(ABC):
 
     #: How often (seconds) the AckManager calls ``extend`` on held deliveries.
     lease_check_interval_s: float = 1.0
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a URL of this broker's scheme; ``options`` override its query.
+
+        Raises:
+            ConfigurationError: an unknown option (with the closest known name) or
+                a bad value.
+        """
 
     @abstractmethod
     async def connect(self) -> None:
@@ -264,17 +277,42 @@ class Broker(ABC):
             BrokerUnavailable.
         """
 
+    async def preflight(self, time_limits_s: Mapping[str, float | None]) -> list[str]:
+        """Check the broker's settings against the tasks' ``time_limit`` s.
+
+        Returns warnings to log at worker start.
+
+        Raises:
+            ConfigurationError: a setting cannot work; the message says what to change.
+        """
+        return []
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class BrokerAdmin(ABC):
+    """Inspecting and administering queues: counts, dead letters, deletion.
+
+    Tools and operators use it; a worker needs it only for ``--burst`` (to
+    see that its queues are empty).
+    """
+
     @abstractmethod
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        """Read (not remove) up to ``limit`` dead letters of ``queue``, oldest first.
+    async def stats(self, queue: str) -> QueueStats:
+        """Count the queue's messages by state.
 
         Raises:
             BrokerUnavailable.
         """
 
     @abstractmethod
-    async def stats(self, queue: str) -> QueueStats:
-        """Count the queue's messages by state.
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """Read (not remove) up to ``limit`` dead letters of ``queue``, oldest first.
 
         Raises:
             BrokerUnavailable.
@@ -288,19 +326,6 @@ class Broker(ABC):
             BrokerUnavailable.
         """
 
-    async def preflight(self, time_limits_s: Mapping[str, float | None]) -> list[str]:
-        """Check the broker's settings against the tasks' ``time_limit`` s.
 
-        Returns warnings to log at worker start.
-
-        Raises:
-            ConfigurationError: a setting cannot work; the message says what to change.
-        """
-        return []
-
-    async def __aenter__(self) -> Broker:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+class Broker(BrokerCore, BrokerAdmin):
+    """A broker: every broker aioack ships implements both halves."""

@@ -18,10 +18,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, wait_out
-from aioack.errors import BrokerUnavailable, ConfigurationError, StaleDelivery
+from aioack.errors import BrokerUnavailable, StaleDelivery
+from aioack.urls import parse_options
+
+
+class _NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(slots=True, eq=False)
@@ -56,11 +63,9 @@ class MemoryBroker(Broker):
         self._open = False
 
     @classmethod
-    def from_url(cls, url: str, **options: object) -> MemoryBroker:
-        """``memory://`` takes no options; a typo is refused, not ignored."""
-        query = urlsplit(url).query
-        if options or query:
-            raise ConfigurationError(f"memory:// takes no options, got {query or options!r}")
+    def from_url(cls, url: str, **options: Any) -> MemoryBroker:
+        """``memory://`` takes no options; any option is refused, not ignored."""
+        parse_options(url, options, _NoOptions, what="memory broker")
         return cls()
 
     # -- lifecycle ---------------------------------------------------------

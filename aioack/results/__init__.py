@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-from urllib.parse import urlsplit
 
-from aioack.errors import ConfigurationError
 from aioack.results.base import (
     DEFAULT_RESULT_EXPIRES_S,
     FINAL_STATES,
@@ -17,10 +14,12 @@ from aioack.results.base import (
     State,
 )
 from aioack.results.memory import MemoryResultBackend
+from aioack.urls import Scheme, load
 
 __all__ = [
     "DEFAULT_RESULT_EXPIRES_S",
     "FINAL_STATES",
+    "SCHEMES",
     "Claim",
     "ClaimStatus",
     "MemoryResultBackend",
@@ -30,11 +29,11 @@ __all__ = [
     "backend_from_url",
 ]
 
-#: scheme -> (module, class); the redis client is imported only when used.
-_SCHEMES: dict[str, tuple[str, str]] = {
-    "memory": ("aioack.results.memory", "MemoryResultBackend"),
-    "redis": ("aioack.results.redis", "RedisResultBackend"),
-    "rediss": ("aioack.results.redis", "RedisResultBackend"),
+#: URL scheme -> the backend class, and the pip extra that brings its client.
+SCHEMES: dict[str, Scheme] = {
+    "memory": Scheme("aioack.results.memory", "MemoryResultBackend"),
+    "redis": Scheme("aioack.results.redis", "RedisResultBackend", "redis"),
+    "rediss": Scheme("aioack.results.redis", "RedisResultBackend", "redis"),
 }
 
 
@@ -44,19 +43,5 @@ def backend_from_url(url: str, **options: Any) -> ResultBackend:
     Raises:
         ConfigurationError: unknown scheme, missing client library, bad option.
     """
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in _SCHEMES:
-        known = ", ".join(f"{s}://" for s in _SCHEMES)
-        raise ConfigurationError(f"unknown results URL scheme {scheme!r}; use one of {known}")
-    module_name, class_name = _SCHEMES[scheme]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"{scheme}:// results need the redis client: pip install 'aioack[redis]' ({exc})"
-        ) from exc
-    try:
-        backend: ResultBackend = getattr(module, class_name).from_url(url, **options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"results URL {url!r}: {exc}") from exc
-    return backend
+    backend_cls: type[ResultBackend] = load(url, SCHEMES, what="results")
+    return backend_cls.from_url(url, **options)

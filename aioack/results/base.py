@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,6 +104,16 @@ class ResultBackend(ABC):
 
     #: Seconds a record (and a completed key) is kept after its last update.
     result_expires_s: float = DEFAULT_RESULT_EXPIRES_S
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a URL of this backend's scheme; ``options`` override its query.
+
+        Raises:
+            ConfigurationError: an unknown option (with the closest known name) or
+                a bad value.
+        """
 
     async def connect(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Open connections. Idempotent; the default does nothing.

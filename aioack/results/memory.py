@@ -6,6 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from aioack.results.base import (
     DEFAULT_RESULT_EXPIRES_S,
@@ -14,6 +17,13 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
 )
+from aioack.urls import parse_options
+
+
+class _MemoryResultOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    result_expires: float = Field(default=DEFAULT_RESULT_EXPIRES_S, gt=0)
 
 
 @dataclass(slots=True)
@@ -41,10 +51,10 @@ class MemoryResultBackend(ResultBackend):
         self._keys: dict[str, _Key] = {}
 
     @classmethod
-    def from_url(
-        cls, url: str, *, result_expires: float = DEFAULT_RESULT_EXPIRES_S
-    ) -> MemoryResultBackend:
-        return cls(result_expires=result_expires)
+    def from_url(cls, url: str, **options: Any) -> MemoryResultBackend:
+        """``memory://?result_expires=60``; typos refused."""
+        _, opts = parse_options(url, options, _MemoryResultOptions, what="memory results")
+        return cls(result_expires=opts.result_expires)
 
     async def store(self, record: ResultRecord) -> None:
         self._records[record.task_id] = (record, self._clock() + self.result_expires_s)

@@ -9,14 +9,14 @@ from collections.abc import Callable
 import pytest
 
 from aioack.brokers import DeadLetter, Delivery, broker_from_url
-from aioack.brokers._amqp_delays import (
+from aioack.brokers.rabbitmq import RabbitMQBroker
+from aioack.brokers.rabbitmq.delays import (
     chain_binding,
     delay_ms,
     level_binding,
     levels_of,
     routing_key,
 )
-from aioack.brokers.rabbitmq import RabbitMQBroker
 from aioack.errors import (
     AioackError,
     BrokerUnavailable,

@@ -12,8 +12,8 @@ from redis.asyncio.client import Pipeline
 
 from aioack.errors import BrokerUnavailable
 from aioack.results import ResultRecord, State
-from aioack.results._redis_batch import WriteBatcher
 from aioack.results.redis import RedisResultBackend
+from aioack.results.redis.writes import WriteBatcher
 from tests.support import REDIS_URL, require_service, unique
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -158,11 +159,33 @@ async def test_countdown_is_held_by_the_broker_and_expires_is_stamped() -> None:
     assert (stats.ready, stats.delayed) == (0, 1)
 
 
-def test_unknown_broker_scheme_and_memory_options_are_refused() -> None:
+def test_unknown_broker_scheme_and_memory_options_are_refused_at_construction() -> None:
     with pytest.raises(ConfigurationError, match="unknown broker URL scheme"):
-        _ = App(broker="kafka://x").broker
-    with pytest.raises(ConfigurationError, match="takes no options"):
-        _ = App(broker="memory://?visibility_timeout=3").broker
+        App(broker="kafka://x")
+    with pytest.raises(ConfigurationError, match="unknown memory broker option 'visibility_tim"):
+        App(broker="memory://?visibility_timeout=3")
+
+
+def test_broker_options_beside_a_broker_instance_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"visibility_timout.*broker URL"):
+        App(MemoryBroker(), visibility_timout=3)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "redis://127.0.0.1/0?result_expire=5",
+            "unknown Redis results option 'result_expire' (did you mean 'result_expires')",
+        ),
+        ("redis://127.0.0.1/0?result_expires=-1", "result_expires"),
+        ("memory://?result_expire=5", "did you mean 'result_expires'"),
+        ("postgres://x", "unknown results URL scheme"),
+    ],
+)
+def test_result_backend_typos_are_refused_at_construction(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        App(results=url)
 
 
 def test_app_without_broker_uses_the_embedded_memory_broker() -> None:

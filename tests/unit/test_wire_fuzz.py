@@ -16,15 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import encode
 
-from aioack.brokers._amqp_topology import (
+from aioack.brokers.base import MAX_DELIVERY_COUNT, DeadLetter
+from aioack.brokers.rabbitmq.topology import (
     H_DELIVERIES,
     H_REDELIVERED,
     letter_headers,
     read_letter,
     read_receipt,
 )
-from aioack.brokers._redis_consumer import parse_entry
-from aioack.brokers.base import MAX_DELIVERY_COUNT, DeadLetter
+from aioack.brokers.redis.consumer import parse_entry
 from aioack.errors import MalformedMessage, MessageTooLarge
 from aioack.message import Message, decode
 

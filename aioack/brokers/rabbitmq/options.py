@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from aioack.errors import ConfigurationError
+from aioack.urls import parse_options
 
 #: RabbitMQ's own default ``consumer_timeout`` (30 minutes).
 DEFAULT_CONSUMER_TIMEOUT_S = 1800.0
@@ -47,25 +46,5 @@ def parse_url(url: str, options: Mapping[str, Any]) -> tuple[str, RabbitMQOption
     Raises:
         ConfigurationError: an unknown option or a bad value; says what to change.
     """
-    parts = urlsplit(url)
-    merged: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-    merged.update(options)
-    bare = urlunsplit(parts._replace(query=""))
-    try:
-        return bare, RabbitMQOptions.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigurationError(_explain(exc)) from exc
-
-
-def _explain(exc: ValidationError) -> str:
-    known = sorted(RabbitMQOptions.model_fields)
-    problems = []
-    for error in exc.errors(include_url=False):
-        name = ".".join(map(str, error["loc"]))
-        if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-            problems.append(f"unknown RabbitMQ option {name!r} ({hint})")
-        else:
-            problems.append(f"RabbitMQ option {name}={error.get('input')!r}: {error['msg']}")
-    return "; ".join(problems)
+    bare, parsed = parse_options(url, options, RabbitMQOptions, what="RabbitMQ")
+    return urlunsplit(urlsplit(bare)._replace(query="")), parsed

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aioack.brokers._amqp_options import RabbitMQOptions
 from aioack.brokers.base import MAX_DELIVERY_COUNT, DeadLetter
+from aioack.brokers.rabbitmq.options import RabbitMQOptions
 
 #: Prior counted deliveries of a republished copy (release, classic requeue).
 H_DELIVERIES = "x-aioack-deliveries"

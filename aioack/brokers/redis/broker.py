@@ -17,7 +17,6 @@ See docs/redis.md for the settings, the guarantees and what persistence gives.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import uuid
@@ -25,13 +24,14 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from aioack.brokers._redis_client import AckBatcher, Call, RedisIO, translate_errors
-from aioack.brokers._redis_consumer import Handle, RedisConsumer, Timings
 from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.brokers.redis.acks import AckBatcher
+from aioack.brokers.redis.client import Call, RedisIO
+from aioack.brokers.redis.consumer import Handle, RedisConsumer, Timings
+from aioack.brokers.redis.errors import translate_errors
+from aioack.brokers.redis.letters import letter_fields, letter_from
+from aioack.brokers.redis.options import DEFAULT_URL, parse_url
 from aioack.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -43,157 +43,14 @@ from aioack.errors import (
 
 logger = logging.getLogger("aioack.brokers.redis")
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-
-#: Query parameters handed to redis-py as they are (connection details).
-_REDIS_PY_QUERY = frozenset(
-    {
-        "db",
-        "client_name",
-        "health_check_interval",
-        "socket_keepalive",
-        "ssl_cert_reqs",
-        "ssl_ca_certs",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_check_hostname",
-    }
-)
-
 _PUBLISH_CHUNK = 500
-
-
-class RedisOptions(BaseModel):
-    """Settings of a RedisBroker, from the URL query or keyword arguments. Seconds."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: An entry held this long without renewal is reclaimed by another consumer.
-    #: Short because the worker renews running tasks' leases: it only bounds
-    #: how long a crashed worker's tasks wait before they run elsewhere.
-    visibility_timeout: float = Field(default=30.0, gt=0)
-    #: False: leases are never renewed; every task then needs a time_limit
-    #: below visibility_timeout (checked at worker start).
-    renew_leases: bool = True
-    #: Longest single blocking read; also how late a due delayed message may be.
-    poll_interval: float = Field(default=0.5, gt=0)
-    #: How often a consumer looks for abandoned entries (default: timeout / 3).
-    reclaim_interval: float | None = Field(default=None, gt=0)
-    socket_timeout: float = Field(default=10.0, gt=0)
-    connect_timeout: float = Field(default=5.0, gt=0)
-    max_connections: int | None = Field(default=None, ge=2)
-    key_prefix: str = Field(default="aioack", min_length=1)
-    group: str = Field(default="aioack", min_length=1)
-    #: Keep about this many dead letters per queue; 0 keeps all.
-    dead_letter_maxlen: int = Field(default=0, ge=0)
-
-    @model_validator(mode="after")
-    def _blocking_read_fits_socket_timeout(self) -> RedisOptions:
-        if self.poll_interval >= self.socket_timeout:
-            raise ValueError(
-                f"poll_interval ({self.poll_interval}s) must be below socket_timeout "
-                f"({self.socket_timeout}s): a blocking read would time out its own socket"
-            )
-        return self
-
-
-def parse_options(url: str, options: Mapping[str, object]) -> tuple[str, RedisOptions]:
-    """Split a URL's query into aioack's options and redis-py's; validate ours.
-
-    Keyword ``options`` override the query. Returns the URL for redis-py.
-
-    Raises:
-        ConfigurationError: an unknown option (with the closest known name) or a bad value.
-    """
-    parts = urlsplit(url)
-    ours: dict[str, object] = {}
-    theirs: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in _REDIS_PY_QUERY:
-            theirs.append((name, value))
-        else:
-            ours[name] = value
-    ours.update(options)
-    try:
-        parsed = RedisOptions.model_validate(ours)
-    except ValidationError as exc:
-        raise ConfigurationError(_explain(exc)) from exc
-    return urlunsplit(parts._replace(query=urlencode(theirs))), parsed
-
-
-def _explain(exc: ValidationError) -> str:
-    known = sorted(RedisOptions.model_fields)
-    lines = []
-    for error in exc.errors(include_url=False):
-        name = ".".join(map(str, error["loc"]))
-        if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(name, known + sorted(_REDIS_PY_QUERY), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(f"unknown Redis broker option {name!r}{hint}")
-        else:
-            where = f"{name}: " if name else ""
-            lines.append(f"{where}{error['msg']} (got {error.get('input')!r})")
-    return "; ".join(lines) + f". Known options: {', '.join(known)}."
-
-
-def _letter_fields(letter: DeadLetter) -> list[str | bytes]:
-    fields: dict[str, str | bytes | None] = {
-        "reason": letter.reason,
-        "detail": letter.detail,
-        "error": letter.error,
-        "traceback": letter.traceback,
-        "delivery_count": str(letter.delivery_count),
-        "attempt": None if letter.attempt is None else str(letter.attempt),
-        "message_id": letter.message_id,
-        "at": repr(letter.dead_lettered_at),
-        "body": letter.body,
-    }
-    flat: list[str | bytes] = []
-    for name, value in fields.items():
-        if value is not None:
-            # surrogatepass: a traceback may carry undecodable file names.
-            raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
-            flat += [name, raw]
-    return flat
-
-
-def _letter_from(queue: str, flat: Sequence[bytes]) -> DeadLetter:
-    fields = dict(zip(flat[0::2], flat[1::2], strict=True))
-
-    def text(name: bytes) -> str | None:
-        raw = fields.get(name)
-        return None if raw is None else raw.decode("utf-8", "surrogatepass")
-
-    def number(name: bytes) -> int | None:
-        raw = fields.get(name)
-        return int(raw) if raw is not None and raw.isdigit() else None
-
-    return DeadLetter(
-        queue=queue,
-        reason=text(b"reason") or "",
-        body=fields.get(b"body", b""),
-        detail=text(b"detail") or "",
-        error=text(b"error"),
-        traceback=text(b"traceback"),
-        delivery_count=number(b"delivery_count") or 1,
-        attempt=number(b"attempt"),
-        message_id=text(b"message_id"),
-        dead_lettered_at=_seconds(fields.get(b"at")),
-    )
-
-
-def _seconds(raw: bytes | None) -> float:
-    try:
-        return float(raw or 0)
-    except ValueError:  # written by hand, not by us
-        return 0.0
 
 
 class RedisBroker(Broker):
     """Redis Streams broker. ``RedisBroker.from_url("redis://host:6379/0?visibility_timeout=30")``."""
 
     def __init__(self, url: str = DEFAULT_URL, **options: object) -> None:
-        redis_url, self.options = parse_options(url, options)
+        redis_url, self.options = parse_url(url, options)
         opts = self.options
         vt_s = opts.visibility_timeout
         # Three renewals per lease: one late or lost renewal is not yet a lost lease.
@@ -376,13 +233,13 @@ class RedisBroker(Broker):
     async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
         stream = self._io.keys(delivery.queue).stream
         dead = self._io.keys(letter.queue).dead
-        args = [self.options.dead_letter_maxlen, *_letter_fields(letter)]
+        args = [self.options.dead_letter_maxlen, *letter_fields(letter)]
         await self._fenced(delivery, "dead-letter", "dead_letter", [stream, dead], args)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         dead = self._io.keys(letter.queue).dead
         maxlen = self.options.dead_letter_maxlen or None
-        flat = _letter_fields(letter)
+        flat = letter_fields(letter)
         fields: dict[Any, Any] = dict(zip(flat[0::2], flat[1::2], strict=True))
         with translate_errors("add dead letter"):
             await self._io.client.xadd(dead, fields, maxlen=maxlen, approximate=True)
@@ -428,7 +285,7 @@ class RedisBroker(Broker):
         dead = self._io.keys(queue).dead
         with translate_errors("read dead letters"):
             entries: Any = await self._io.client.xrange(dead, "-", "+", count=max(limit, 1))
-        return [_letter_from(queue, flat) for _, flat in entries[:limit]]
+        return [letter_from(queue, flat) for _, flat in entries[:limit]]
 
     async def stats(self, queue: str) -> QueueStats:
         keys = self._io.keys(queue)

@@ -13,7 +13,7 @@ from collections import deque
 from typing import Any
 
 
-class AckBatcher:
+class ChannelAcks:
     """Tracks one channel's unsettled tags (in delivery order) and coalesces their acks."""
 
     def __init__(self, channel: Any) -> None:

@@ -22,15 +22,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from pydantic import BaseModel, ConfigDict, Field
 from redis.commands.core import AsyncScript
 
 from aioack._cancel import raise_swallowed_cancel
-from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError, Retry
-from aioack.results._redis_batch import Command, WriteBatcher
+from aioack.errors import BrokerError, BrokerUnavailable, Retry
 from aioack.results.base import (
     DEFAULT_RESULT_EXPIRES_S,
     Claim,
@@ -39,6 +38,8 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
 )
+from aioack.results.redis.writes import Command, WriteBatcher
+from aioack.urls import REDIS_CLIENT_QUERY, parse_options
 
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -94,8 +95,15 @@ redis.call('PUBLISH', KEYS[3], '1')
 return 1
 """
 
-#: URL query parameters this backend takes (the rest go to redis-py).
-_OWN_QUERY = frozenset({"result_expires", "key_prefix"})
+
+class RedisResultOptions(BaseModel):
+    """Options of the Redis result backend (URL query or keyword arguments). Seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Seconds a record, a completed idempotency key and its effect marks are kept.
+    result_expires: float = Field(default=DEFAULT_RESULT_EXPIRES_S, gt=0)
+    key_prefix: str = Field(default="aioack", min_length=1)
 
 
 @contextlib.contextmanager
@@ -112,29 +120,23 @@ def _translated() -> Iterator[None]:
 class RedisResultBackend(ResultBackend):
     """``RedisResultBackend.from_url("redis://127.0.0.1:6379/0?result_expires=3600")``."""
 
-    def __init__(
-        self,
-        url: str = "redis://127.0.0.1:6379/0",
-        *,
-        result_expires: float = DEFAULT_RESULT_EXPIRES_S,
-        key_prefix: str = "aioack",
-    ) -> None:
-        if result_expires <= 0:
-            raise ConfigurationError("result_expires must be > 0 seconds")
-        self.result_expires_s = float(result_expires)
-        self.prefix = key_prefix
-        self._url = url
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
+        redis_url, opts = parse_options(
+            url, options, RedisResultOptions, what="Redis results", client_query=REDIS_CLIENT_QUERY
+        )
+        self.result_expires_s = opts.result_expires
+        self.prefix = opts.key_prefix
+        self._url = redis_url
         self._session: _Session | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisResultBackend:
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        own = {k: query.pop(k) for k in list(query) if k in _OWN_QUERY}
-        if "result_expires" in own:
-            own["result_expires"] = float(own["result_expires"])  # type: ignore[assignment]
-        rest = urlunsplit(parts._replace(query=urlencode(query)))
-        return cls(rest, **{**own, **options})
+        """``redis://host:6379/0?result_expires=3600&key_prefix=myapp``; typos refused.
+
+        Raises:
+            ConfigurationError: an unknown option (with the closest known name) or a bad value.
+        """
+        return cls(url, **options)
 
     def _open(self) -> _Session:
         if self._session is None:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aioack.brokers._amqp_options import RabbitMQOptions
+from aioack.brokers.rabbitmq.options import RabbitMQOptions
 from aioack.errors import ConfigurationError, PublishFailed
 
 #: Bits of a delay in milliseconds: AMQP's longest TTL is 2^32 - 1 ms.

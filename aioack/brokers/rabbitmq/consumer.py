@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aioack.brokers._amqp_acks import AckBatcher
-from aioack.brokers._amqp_errors import translated
-from aioack.brokers._amqp_topology import read_receipt
 from aioack.brokers.base import Consumer, Delivery, wait_out
+from aioack.brokers.rabbitmq.acks import ChannelAcks
+from aioack.brokers.rabbitmq.errors import translated
+from aioack.brokers.rabbitmq.topology import read_receipt
 from aioack.errors import BrokerError, BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class AmqpHandle:
     consumer: RabbitConsumer
     queue: str
     channel: Any  # the aiormq channel: its generation
-    acks: AckBatcher  # that channel's coalesced acks
+    acks: ChannelAcks  # that channel's coalesced acks
     tag: int
     message_id: str | None
     headers: dict[str, Any] = field(default_factory=dict)
@@ -75,7 +75,7 @@ class RabbitConsumer(Consumer):
         self._held: set[AmqpHandle] = set()
         self._room = asyncio.Event()
         self._tags: list[tuple[AbstractQueue, str]] = []
-        self._acks: AckBatcher | None = None
+        self._acks: ChannelAcks | None = None
         self._receiving = True
         self._loss_listener: Callable[[], None] | None = None
         self.closed = False
@@ -90,7 +90,7 @@ class RabbitConsumer(Consumer):
         headers = dict(message.headers or {})
         channel = message.channel
         if self._acks is None or self._acks.channel is not channel:
-            self._acks = AckBatcher(channel)  # a new channel generation
+            self._acks = ChannelAcks(channel)  # a new channel generation
             channel.closing.add_done_callback(self._generation_closed)
         tag = int(message.delivery_tag or 0)
         self._acks.delivered(tag)

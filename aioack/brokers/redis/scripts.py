@@ -6,13 +6,7 @@ name*. Redis runs a script without interleaving other commands, so between
 that check and the XACK no other consumer can reclaim the entry: a worker
 whose lease ran out can never settle what another worker now holds.
 
-Layout of one queue ``q`` (the ``{q}`` hash tag keeps a queue's keys in one
-cluster slot, so multi-key scripts stay legal on a cluster):
-
-- ``<prefix>:{q}:stream``  the stream; its consumer group holds the PEL
-- ``<prefix>:{q}:delayed`` sorted set: token -> due time (ms, Redis clock)
-- ``<prefix>:{q}:bodies``  hash: token -> body of a delayed message
-- ``<prefix>:{q}:dead``    the dead-letter stream
+The keys of a queue are described in ``keys``.
 
 A stream entry has the fields ``body``, ``id`` (message id) and optionally
 ``dc``: deliveries counted before this copy was added. Streams cannot put an

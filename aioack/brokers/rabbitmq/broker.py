@@ -6,12 +6,12 @@ Layout per work queue ``q`` (all durable, declared by ``declare``):
                        into ``q.dead`` past ``delivery_limit`` returns.
 * ``q.dead``           dead letters, with aioack's reason/error/traceback headers.
 * ``q.delay.L<k>``     delay level k (TTL 2^k ms), made when a delay first
-                       needs it and never expired: see ``_amqp_delays``.
+                       needs it and never expired: see ``delays``.
 
 Settles always go to the channel object that delivered the message (see
-``_amqp_consumer``); a republished copy (release, retry, dead letter) is
+``consumer``); a republished copy (release, retry, dead letter) is
 confirmed before the original is acked, so a crash in between duplicates and
-never loses. Client errors are translated in ``_amqp_errors``.
+never loses. Client errors are translated in ``errors``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
-from aioack.brokers import _amqp_topology as topo
-from aioack.brokers._amqp_consumer import AmqpHandle, RabbitConsumer
-from aioack.brokers._amqp_delays import MAX_QUEUE_NAME_BYTES, DelayLevels, delay_ms
-from aioack.brokers._amqp_errors import translated, translated_publish, translated_settle
-from aioack.brokers._amqp_options import parse_url
 from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.brokers.rabbitmq import topology as topo
+from aioack.brokers.rabbitmq.consumer import AmqpHandle, RabbitConsumer
+from aioack.brokers.rabbitmq.delays import MAX_QUEUE_NAME_BYTES, DelayLevels, delay_ms
+from aioack.brokers.rabbitmq.errors import translated, translated_publish, translated_settle
+from aioack.brokers.rabbitmq.options import parse_url
 from aioack.errors import BrokerUnavailable, PublishFailed, StaleDelivery
 
 logger = logging.getLogger("aioack.brokers.rabbitmq")

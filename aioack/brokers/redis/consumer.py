@@ -25,8 +25,9 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from aioack._cancel import raise_swallowed_cancel
-from aioack.brokers._redis_client import Call, RedisIO, translate_errors
 from aioack.brokers.base import MAX_DELIVERY_COUNT, Consumer, Delivery, wait_out
+from aioack.brokers.redis.client import Call, RedisIO
+from aioack.brokers.redis.errors import translate_errors
 from aioack.errors import BrokerError
 
 logger = logging.getLogger("aioack.brokers.redis")
