@@ -23,6 +23,7 @@ from aioack.errors import (
     TimeLimitExceeded,
     UnknownTask,
 )
+from aioack.hooks import Hook
 from aioack.results import ResultBackend, ResultRecord, State
 from aioack.task import AsyncResult, Task, TaskContext
 from aioack.worker import Worker, WorkerSettings
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "DeadLetter",
     "DeliveryError",
+    "Hook",
     "InvalidArguments",
     "JoinInsideTask",
     "LeaseLost",

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from pydantic import ValidationError
 
 from aioack.brokers import Broker, broker_from_url
 from aioack.errors import ConfigurationError, UnknownTask
+from aioack.hooks import Hooks, PublishEvent
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
 from aioack.options import TaskOptions
 from aioack.results import ResultBackend, backend_from_url
 from aioack.task import AsyncResult, Task, TaskContext
+from aioack.urls import explain
+from aioack.worker import Worker, WorkerSettings
 
-if TYPE_CHECKING:
-    from aioack.worker import Worker
+logger = logging.getLogger("aioack.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,6 +52,7 @@ class App:
         result_expires: float | None = None,
         idempotency_lease: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        hooks: Iterable[object] = (),
         **broker_options: Any,
     ) -> None:
         if idempotency_lease <= 0:
@@ -65,6 +69,16 @@ class App:
         self._broker_options = broker_options
         self._explicit_broker = broker is not None
         self._broker = self._build_broker(broker if broker is not None else EMBEDDED_BROKER_URL)
+        #: Observers of every event, on the producer side and in this App's workers.
+        self.hooks = Hooks(hooks)
+
+    def add_hook(self, hook: object) -> None:
+        """Register a hook (see ``aioack.hooks``) for publishes and this App's workers.
+
+        Raises:
+            ConfigurationError: it observes no event, or names one that does not exist.
+        """
+        self.hooks.add(hook)
 
     # -- broker ------------------------------------------------------------
 
@@ -162,6 +176,8 @@ class App:
 
     async def publish(self, message: Message, queue: str, *, delay_s: float = 0.0) -> None:
         """Encode and publish a message; connects on first use."""
+        if self.hooks.on_publish:
+            message = self._with_hook_headers(message, queue, delay_s)
         body = message.encode(self.max_message_bytes)
         if not self._connected:
             await self.connect()
@@ -170,6 +186,17 @@ class App:
             await self.broker.declare([queue])
             self._declared.add(queue)
         await self.broker.publish(queue, body, message_id=message.id, delay_s=delay_s)
+
+    def _with_hook_headers(self, message: Message, queue: str, delay_s: float) -> Message:
+        event = PublishEvent(message.task, message.id, queue, delay_s, dict(message.headers))
+        self.hooks.emit(self.hooks.on_publish, event)
+        if event.headers == message.headers:
+            return message
+        try:
+            return Message.model_validate({**message.model_dump(), "headers": event.headers})
+        except ValidationError as exc:  # a hook's headers: the publish goes on without them
+            logger.error("publish hooks set headers that do not fit a message: %s", exc)
+            return message
 
     # -- tasks -------------------------------------------------------------
 
@@ -229,18 +256,35 @@ class App:
         prefetch: int | None = None,
         shutdown_timeout: float = 30.0,
         cancel_on_lost_delivery: bool = True,
+        hooks: Iterable[object] = (),
     ) -> Worker:
-        """A Worker over ``queues`` (default: every queue the tasks use)."""
-        from aioack.worker import Worker, WorkerSettings
+        """A Worker over ``queues`` (default: every queue the tasks use).
 
-        settings = WorkerSettings(
-            queues=list(queues) if queues else (self.queues() or ["default"]),
-            concurrency=concurrency,
-            prefetch=prefetch if prefetch is not None else 2 * concurrency,
-            shutdown_timeout=shutdown_timeout,
-            cancel_on_lost_delivery=cancel_on_lost_delivery,
+        It gets this App's tasks, broker, result backend and hooks (plus
+        ``hooks`` for this worker only), not the App itself.
+
+        Raises:
+            ConfigurationError: a bad setting (the message says which).
+        """
+        try:
+            settings = WorkerSettings(
+                queues=list(queues) if queues else (self.queues() or ["default"]),
+                concurrency=concurrency,
+                prefetch=prefetch if prefetch is not None else 2 * concurrency,
+                shutdown_timeout=shutdown_timeout,
+                cancel_on_lost_delivery=cancel_on_lost_delivery,
+                max_message_bytes=self.max_message_bytes,
+                idempotency_lease=self.idempotency_lease,
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(explain(exc, WorkerSettings, "worker")) from exc
+        return Worker(
+            self.tasks,
+            self.broker,
+            settings,
+            results=self.results,
+            hooks=Hooks([*self.hooks, *hooks]),
         )
-        return Worker(self, settings)
 
 
 class _TaskDecorator:

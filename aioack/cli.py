@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from aioack.app import App
 from aioack.errors import BrokerUnavailable, ConfigurationError
+from aioack.hooks import check as check_hook
 from aioack.worker import CLOSE_ALLOWANCE_S
 
 ENV_BROKER_URL = "AIOACK_BROKER_URL"
@@ -38,6 +39,7 @@ examples:
   python -m aioack worker myproj.tasks:app
   python -m aioack worker myproj.tasks:app -Q default,emails -c 100 --prefetch 200
   python -m aioack worker myproj.tasks:app --broker redis://127.0.0.1:6379/0 --burst
+  python -m aioack worker myproj.tasks:app --hook myproj.metrics:TimingHook
   AIOACK_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/ python -m aioack worker myproj.tasks:app
 
 exit codes:
@@ -75,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds running tasks get to finish on SIGTERM (30)",
+    )
+    worker.add_argument(
+        "--hook",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="a hook (see docs/hooks.md): an object, or a class made with no arguments; repeatable",
     )
     worker.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(INFO)"
@@ -119,6 +128,7 @@ async def _run_worker(app: App, args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         prefetch=args.prefetch,
         shutdown_timeout=args.shutdown_timeout,
+        hooks=[load_hook(spec) for spec in args.hook],
     )
     try:
         await worker.run(burst=args.burst, install_signal_handlers=True)
@@ -140,12 +150,32 @@ async def _close(app: App) -> None:
 
 def load_app(spec: str) -> App:
     """Import ``module.path:attribute`` and check that it is an App."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ImportError("expected module.path:attribute, e.g. myproj.tasks:app")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m`: the current directory imports
-    app = getattr(importlib.import_module(module_name), attribute)
+    app = _load(spec)
     if not isinstance(app, App):
         raise TypeError(f"{spec} is a {type(app).__name__}, not an aioack App")
     return app
+
+
+def load_hook(spec: str) -> object:
+    """Import a hook: ``module.path:attribute``, an object or a class made with no arguments.
+
+    Raises:
+        ConfigurationError: it cannot be imported or made, or is no hook.
+    """
+    try:
+        hook = _load(spec)
+        if isinstance(hook, type):
+            hook = hook()
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise ConfigurationError(f"--hook {spec}: {exc}") from exc
+    check_hook(hook)
+    return hook
+
+
+def _load(spec: str) -> object:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ImportError(f"{spec!r}: expected module.path:attribute, e.g. myproj.tasks:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the current directory imports
+    return getattr(importlib.import_module(module_name), attribute)

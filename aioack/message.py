@@ -34,6 +34,10 @@ def _printable(value: str) -> str:
 #: An id, task name or key: 1-200 printable characters.
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
 
+HeaderName = Annotated[str, Field(min_length=1, max_length=256)]
+HeaderValue = Annotated[str, Field(max_length=8192)]
+_NO_HEADERS = {"headers"}
+
 #: The most deliveries a count read from the wire may claim. A real crash loop
 #: is stopped by ``delivery_limit`` long before; a higher count comes from a
 #: forged or corrupt header (and would not fit a dead letter's AMQP long).
@@ -62,9 +66,12 @@ class Message(BaseModel):
     #: Unix time (seconds) the first attempt was published.
     published_at: float = Field(default_factory=time.time)
     idempotency_key: Name | None = None
+    #: Text added by publish hooks (trace context); sent only when not empty,
+    #: so a worker of an earlier version still takes messages without them.
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=64)
 
     def encode(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
-        body = self.model_dump_json().encode()
+        body = self.model_dump_json(exclude=None if self.headers else _NO_HEADERS).encode()
         if len(body) > max_bytes:
             raise MessageTooLarge(
                 f"message for task {self.task!r} is {len(body)} bytes, over the "

@@ -9,10 +9,10 @@ import datetime as dt
 import functools
 import time
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -28,11 +28,21 @@ from aioack.options import TaskOptions, check_queue_name
 from aioack.results.base import Effect, ResultBackend, ResultRecord, State
 from aioack.signature import TaskSignature
 
-if TYPE_CHECKING:
-    from aioack.app import App
-
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Producer(Protocol):
+    """What a task and a result handle need from their App: publishing, results, tasks."""
+
+    results: ResultBackend | None
+
+    @property
+    def tasks(self) -> Mapping[str, Task[Any, Any]]: ...
+
+    async def publish(self, message: Message, queue: str, *, delay_s: float = 0.0) -> None: ...
+
+    def require_results(self) -> ResultBackend: ...
 
 
 #: The id of the task run the current asyncio task belongs to (None outside
@@ -49,7 +59,7 @@ class AsyncResult(Generic[R]):
     id: str
     task_name: str
     queue: str
-    app: App | None = field(default=None, repr=False, compare=False)
+    app: Producer | None = field(default=None, repr=False, compare=False)
 
     async def state(self) -> State:
         """The run's state now; PENDING when the backend knows nothing (yet, or any more).
@@ -193,7 +203,7 @@ class TaskContext:
 class Task(Generic[P, R]):
     """A registered task. Call ``delay()`` / ``apply_async()`` to run it in a worker."""
 
-    def __init__(self, app: App, fn: Callable[..., Any], options: TaskOptions) -> None:
+    def __init__(self, app: Producer, fn: Callable[..., Any], options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
         self.options = options

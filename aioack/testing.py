@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from aioack.app import App
 from aioack.brokers.memory import MemoryBroker
-from aioack.runner import Job
+from aioack.decide import OutcomeKind
+from aioack.hooks import FinishedEvent, Hook
 
 __all__ = ["MemoryBroker", "TaskErrors", "run_until_idle"]
 
@@ -33,14 +34,23 @@ async def run_until_idle(
     Returns ``(task name, exception)`` for every exception a task raised;
     with ``raise_errors=True`` raises them as ``TaskErrors`` instead.
     """
-    errors: list[tuple[str, BaseException]] = []
-    worker = app.worker(queues, concurrency=concurrency, shutdown_timeout=5.0)
-
-    def record(job: Job, error: BaseException) -> None:
-        errors.append((job.task.name, error))
-
-    worker.on_failure = record
+    errors = _Errors()
+    worker = app.worker(queues, concurrency=concurrency, shutdown_timeout=5.0, hooks=[errors])
     await worker.run(burst=True)
-    if raise_errors and errors:
-        raise TaskErrors(errors)
-    return errors
+    if raise_errors and errors.seen:
+        raise TaskErrors(errors.seen)
+    return errors.seen
+
+
+class _Errors(Hook):
+    """Collects what tasks raised: failures, time-outs, rejections (not Retry, not outages)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, BaseException]] = []
+
+    def on_finished(self, event: FinishedEvent) -> None:
+        if event.error is not None and event.outcome not in _NOT_FAILURES:
+            self.seen.append((event.task, event.error))
+
+
+_NOT_FAILURES = frozenset({OutcomeKind.RETRY_REQUESTED.value, OutcomeKind.INTERRUPTED.value})

@@ -1,6 +1,10 @@
 """A small App for CLI tests (embedded broker unless --broker says otherwise)."""
 
-from aioack import App
+import os
+from pathlib import Path
+
+from aioack import App, Hook
+from aioack.hooks import WorkerEvent
 
 app = App()
 
@@ -11,3 +15,10 @@ async def noop() -> None:
 
 
 not_an_app = object()
+
+
+class MarkStarted(Hook):
+    """A hook for the CLI's --hook: writes the worker's queues to $AIOACK_TEST_MARK."""
+
+    def on_worker_started(self, event: WorkerEvent) -> None:
+        Path(os.environ["AIOACK_TEST_MARK"]).write_text(",".join(event.queues))

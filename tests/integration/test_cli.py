@@ -70,6 +70,11 @@ def test_python_dash_m_aioack_runs() -> None:
             ExitCode.BROKER_UNAVAILABLE,
         ),
         (["worker", "tests.apps.simple:app", "--broker", "memory://", "--burst"], ExitCode.OK),
+        (["worker", "tests.apps.simple:app", "--hook", "no.such:hook"], ExitCode.CONFIG_ERROR),
+        (
+            ["worker", "tests.apps.simple:app", "--hook", "tests.apps.simple:not_an_app"],
+            ExitCode.CONFIG_ERROR,
+        ),
     ],
     ids=[
         "no-app",
@@ -83,10 +88,29 @@ def test_python_dash_m_aioack_runs() -> None:
         "bad-results-scheme",
         "results-down",
         "burst-empty",
+        "hook-not-found",
+        "hook-observes-nothing",
     ],
 )
 def test_exit_codes(argv: list[str], code: ExitCode) -> None:
     assert main(argv) == code
+
+
+def test_hook_flag_registers_a_hook_in_a_worker_process(tmp_path: Path) -> None:
+    mark = tmp_path / "started"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "aioack", "worker", "tests.apps.simple:app", "--burst"),
+            *("--broker", "memory://", "--hook", "tests.apps.simple:MarkStarted"),
+        ],
+        env={**os.environ, "AIOACK_TEST_MARK": str(mark)},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert mark.read_text() == "simple"
 
 
 async def test_results_flag_gives_a_worker_process_its_result_backend() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from aioack.ackmanager import AckManager, Held
 from aioack.brokers import MemoryBroker
 from aioack.decide import ACK, REQUEUE
 from aioack.errors import AlreadySettled
+from aioack.worker.ackmanager import AckManager, Held
 
 
 async def _held(broker: MemoryBroker, lost: list[Held]) -> tuple[AckManager, Held, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from aioack import App
 from aioack.brokers import Consumer, DeadLetter, Delivery, MemoryBroker
-from aioack.message import Message
+from aioack.results import MemoryResultBackend
 from aioack.testing import run_until_idle
 from tests.support import wait_until
 
@@ -101,19 +102,56 @@ async def test_an_unforeseen_error_while_checking_a_delivery_dead_letters_it(
     async def good(n: int) -> None:
         runs.append(n)
 
-    real_get_task = app.get_task
+    @app.task(queue="q")
+    async def explodes() -> None:
+        raise AssertionError("never runs")
 
-    def get_task(name: str) -> Any:
-        if name == "explodes":
-            raise RuntimeError("a bug in the checks")
-        return real_get_task(name)
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug in the checks")
 
-    monkeypatch.setattr(app, "get_task", get_task)
+    monkeypatch.setattr(explodes.signature, "from_wire", broken)
     await broker.connect()
-    await broker.publish("q", Message(id="m1", task="explodes").encode(), message_id="m1")
+    await explodes.delay()
     await good.delay(1)
     await run_until_idle(app, ["q"])
     assert runs == [1], "the receive loop survived"
     [letter] = await broker.dead_letters("q")
     assert letter.reason == "malformed"
     assert "RuntimeError: a bug in the checks" in letter.detail
+
+
+async def test_a_bug_between_a_claim_and_its_settle_leaves_no_renewer_and_frees_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = MemoryResultBackend()
+    app = App(broker=MemoryBroker(), results=backend, idempotency_lease=0.3)
+
+    @app.task(queue="q", idempotent=True)
+    async def work() -> None:
+        return None
+
+    result = await work.delay()
+    worker = app.worker(["q"], concurrency=1, shutdown_timeout=0.2)
+
+    async def broken_settle(*args: Any) -> None:
+        raise RuntimeError("a bug after the run, before its settle")
+
+    monkeypatch.setattr(worker, "_settle", broken_settle)
+    before = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+    async with worker:
+        await wait_until(lambda: _renewers() == 0 and _ran(worker), message="the run ended")
+        # The run is over: its renewer is gone and its claim released, and its
+        # delivery was requeued (counted), not left taking a prefetch slot.
+        claim = await backend.claim(result.id, "another-run", result.id, 5.0)
+        assert claim.status.value == "claimed", "the key was still held by the dead run"
+        worker.stop()
+    left = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()} - before
+    assert not left, left
+
+
+def _renewers() -> int:
+    return sum(1 for t in asyncio.all_tasks() if t.get_name().startswith("aioack-renew-"))
+
+
+def _ran(worker: Any) -> bool:
+    return not worker._runs.tasks and worker._acks is not None and not worker._acks.held_count

@@ -190,7 +190,7 @@ class RedisResultBackend(ResultBackend):
                 await self._batched(lambda pipe: pipe.set(key, body, px=self._ttl_ms))
 
     async def _batched(self, command: Command) -> Any:
-        """Send ``command`` with the other writes waiting (see _redis_batch)."""
+        """Send ``command`` with the other writes waiting (see writes.py)."""
         return await self._open().writes.run(command)
 
     async def _batched_script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:

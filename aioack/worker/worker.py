@@ -3,27 +3,28 @@
 Three loops share one AckManager: the receiver pulls deliveries (the broker
 bounds them by prefetch) and checks them; the dispatcher starts runs when a
 concurrency slot is free; the heartbeat renews leases of everything held.
+Every task the worker starts belongs to one of its scopes (loops, runs, the
+result flow's renewers), and none is alive once ``run()`` has returned.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
-from asyncio import FIRST_COMPLETED
-from collections.abc import Awaitable, Callable, Collection
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from aioack._backoff import jittered
 from aioack._memory import release_freed_memory
-from aioack.ackmanager import AckManager, Held
-from aioack.brokers.base import Consumer
+from aioack._scope import TaskScope
+from aioack.brokers.base import BrokerAdmin, BrokerCore, Consumer
 from aioack.decide import (
     NOTHING,
     RELEASE,
+    REQUEUE,
     Action,
     ActionKind,
     Outcome,
@@ -31,74 +32,69 @@ from aioack.decide import (
     dead_letter,
     decide,
 )
-from aioack.errors import BrokerError
-from aioack.options import check_queue_name
-from aioack.resultflow import ResultFlow
-from aioack.runner import Job, RunResult, execute, prepare
-from aioack.task import CURRENT_TASK_ID
-
-if TYPE_CHECKING:
-    from aioack.app import App
+from aioack.errors import BrokerError, ConfigurationError
+from aioack.hooks import ConnectionEvent, DeliveryEvent, FinishedEvent, Hooks, WorkerEvent
+from aioack.results.base import ResultBackend
+from aioack.task import CURRENT_TASK_ID, Task
+from aioack.worker.ackmanager import AckManager, Held
+from aioack.worker.resultflow import ResultFlow
+from aioack.worker.runner import Checks, Job, RunResult, execute, prepare
+from aioack.worker.settings import CLOSE_ALLOWANCE_S, WorkerSettings
+from aioack.worker.shutdown import Stopping, signals
 
 logger = logging.getLogger("aioack.worker")
 
 #: Outcomes that carry an error but are not a failure of the task's code.
 _NOT_TASK_FAILURES = frozenset({OutcomeKind.RETRY_REQUESTED, OutcomeKind.INTERRUPTED})
 
-#: Seconds a stopping worker still gives closing steps (consumer, connection)
-#: after its grace deadline, so a stop is bounded by shutdown_timeout + this.
-CLOSE_ALLOWANCE_S = 1.0
+#: Burst mode: seconds a delayed copy may take from its due time into its queue
+#: (RabbitMQ: 5-13 ms per delay level measured, up to 32 levels).
+DELAY_TRANSIT_S = 0.5
 
-#: Longest pause (seconds) between receive attempts while the broker is down.
+#: Longest pause (seconds, before jitter) between receive attempts while the broker is down.
 MAX_RECONNECT_BACKOFF_S = 5.0
 
 
-class WorkerSettings(BaseModel):
-    """Worker settings; a typo or an impossible value fails at start-up."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    queues: list[str] = Field(min_length=1)
-    concurrency: int = Field(default=10, ge=1, le=100_000)
-    prefetch: int = Field(default=20, ge=1, le=100_000)
-    #: Seconds running tasks get to finish after a stop, before they are
-    #: cancelled and handed back.
-    shutdown_timeout: float = Field(default=30.0, ge=0)
-    #: Cancel a run whose delivery this worker lost (lease, connection).
-    cancel_on_lost_delivery: bool = True
-    #: Longest wait (seconds) for one delivery before the loop checks its state.
-    poll_interval: float = Field(default=1.0, gt=0)
-
-    @field_validator("queues")
-    @classmethod
-    def _names(cls, value: list[str]) -> list[str]:
-        return [check_queue_name(q) for q in value]
-
-
-FailureHook = Callable[[Job, BaseException], None]
-
-
 class Worker:
-    """Runs the tasks of one App from its broker. See ``App.worker()``."""
+    """Runs tasks from a broker. ``App.worker()`` builds one from an App.
 
-    def __init__(self, app: App, settings: WorkerSettings) -> None:
-        self.app = app
+    It gets only what it needs: the tasks by name, a broker to move and settle
+    deliveries, a result store (or None), its settings and hooks.
+    """
+
+    def __init__(
+        self,
+        tasks: Mapping[str, Task[Any, Any]],
+        broker: BrokerCore,
+        settings: WorkerSettings,
+        *,
+        results: ResultBackend | None = None,
+        hooks: Hooks | Iterable[object] = (),
+    ) -> None:
+        self.tasks = tasks
+        self.broker = broker
+        self.results = results
         self.settings = settings
-        #: Called with every exception a task raised (the testing helper uses it).
-        self.on_failure: FailureHook | None = None
+        self.hooks = hooks if isinstance(hooks, Hooks) else Hooks(hooks)
+        self.id = uuid.uuid4().hex[:12]
         #: True after a second stop request cut the grace period short.
         self.forced = False
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._started = asyncio.Event()
         self._ready: asyncio.Queue[Job] = asyncio.Queue()
-        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._loops = TaskScope("loops", close_timeout_s=CLOSE_ALLOWANCE_S)
+        self._runs = TaskScope("runs", close_timeout_s=CLOSE_ALLOWANCE_S)
+        self._embedded = TaskScope("embedded", close_timeout_s=CLOSE_ALLOWANCE_S)
         #: Runs whose delivery was lost, by message id, until they end.
         self._winding_down: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(settings.concurrency)
         self._acks: AckManager | None = None
-        self._results = ResultFlow(app)
+        self._checks = Checks(tasks, settings.max_message_bytes, results)
+        self._results = ResultFlow(results, lease_s=settings.idempotency_lease, worker_id=self.id)
         self._background: asyncio.Task[None] | None = None
+        self._connection_lost = False
+        self._idle_checks = 0
 
     # -- public lifecycle --------------------------------------------------
 
@@ -110,10 +106,10 @@ class Worker:
 
     async def __aenter__(self) -> Worker:
         """Run in the background of the current loop (embedding); no signal handlers."""
-        self._background = asyncio.create_task(self.run())
-        started = asyncio.create_task(self._started.wait())
+        self._background = self._embedded.start(self.run(), name="aioack-worker")
+        started = self._embedded.start(self._started.wait(), name="aioack-worker-started")
         await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
-        started.cancel()
+        await self._embedded.cancel([started])
         if self._background.done():
             self._background.result()  # re-raise a start-up failure
         return self
@@ -129,55 +125,64 @@ class Worker:
 
         Raises:
             BrokerUnavailable: the broker cannot be reached at start.
-            ConfigurationError: the broker refuses the settings.
+            ConfigurationError: bad settings, or settings the broker refuses.
         """
+        if burst and not isinstance(self.broker, BrokerAdmin):
+            raise ConfigurationError("burst mode needs a broker that can count its queues")
         consumer = await self._start()
-        acks = self._acks = AckManager(self.app.broker, on_lost=self._on_lost)
+        acks = self._acks = AckManager(self.broker, on_lost=self._on_lost, hooks=self.hooks)
         consumer.watch_losses(acks.wake)
-        loops = [
-            asyncio.create_task(self._receive(consumer, acks, burst), name="aioack-receive"),
-            asyncio.create_task(self._dispatch(), name="aioack-dispatch"),
-        ]
-        heartbeat = asyncio.create_task(acks.heartbeat(), name="aioack-heartbeat")
-        with _signals(self, install_signal_handlers):
+        receive = self._loops.start(self._receive(consumer, acks, burst), name="aioack-receive")
+        dispatch = self._loops.start(self._dispatch(), name="aioack-dispatch")
+        heartbeat = self._loops.start(acks.heartbeat(), name="aioack-heartbeat")
+        crashed: BaseException | None = None
+        with signals(self._on_signal, install_signal_handlers):
             self._started.set()
+            self._emit_worker(self.hooks.on_worker_started)
             try:
-                crashed = await self._wait_for_stop(loops)
+                crashed = await self._wait_for_stop([receive, dispatch, heartbeat])
             finally:
-                await self._shutdown(consumer, acks, loops, heartbeat)
+                await self._shutdown(consumer, acks, [receive, dispatch], heartbeat)
         if crashed is not None:
             raise crashed
 
     async def _wait_for_stop(self, loops: list[asyncio.Task[None]]) -> BaseException | None:
         """Wait for stop(); a loop that died of a bug stops the worker too (no silent hang)."""
-        stop = asyncio.create_task(self._stop.wait())
-        waiting: set[asyncio.Future[Any]] = {stop, *loops}
-        while not stop.done():
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for loop_task in (t for t in loops if t in done):
-                waiting.discard(loop_task)
-                error = None if loop_task.cancelled() else loop_task.exception()
-                if error is not None:
-                    logger.critical("worker loop %s crashed", loop_task.get_name(), exc_info=error)
-                    stop.cancel()
-                    return error
-        return None
+        stop = self._loops.start(self._stop.wait(), name="aioack-stop")
+        waiting: set[asyncio.Task[Any]] = {stop, *loops}
+        try:
+            while not stop.done():
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for loop_task in (t for t in loops if t in done):
+                    waiting.discard(loop_task)
+                    error = None if loop_task.cancelled() else loop_task.exception()
+                    if error is not None:
+                        logger.critical(
+                            "worker loop %s crashed", loop_task.get_name(), exc_info=error
+                        )
+                        return error
+            return None
+        finally:
+            await self._loops.cancel([stop])
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        again = self._stop.is_set()
+        logger.warning(
+            "%s received: %s", sig.name, "stopping now" if again else "stopping gracefully"
+        )
+        self.stop()
 
     # -- start -------------------------------------------------------------
 
     async def _start(self) -> Consumer:
-        settings, broker = self.settings, self.app.broker
-        self._results.check(
-            [t for t in self.app.tasks.values() if t.options.queue in settings.queues]
-        )
-        await self.app.connect()
+        settings, broker = self.settings, self.broker
+        mine = [t for t in self.tasks.values() if t.options.queue in settings.queues]
+        self._results.check(mine)
+        await broker.connect()
+        if self.results is not None:
+            await self.results.connect()
         await broker.declare(settings.queues)
-        limits = {
-            t.name: t.options.time_limit
-            for t in self.app.tasks.values()
-            if t.options.queue in settings.queues
-        }
-        for warning in await broker.preflight(limits):
+        for warning in await broker.preflight({t.name: t.options.time_limit for t in mine}):
             logger.warning("%s", warning)
         if settings.prefetch < settings.concurrency:
             logger.warning(
@@ -193,9 +198,21 @@ class Worker:
             ",".join(settings.queues),
             settings.concurrency,
             settings.prefetch,
-            len(self.app.tasks),
+            len(self.tasks),
         )
         return consumer
+
+    def _emit_worker(self, methods: tuple[Any, ...]) -> None:
+        if methods:
+            settings = self.settings
+            event = WorkerEvent(
+                worker_id=self.id,
+                queues=tuple(settings.queues),
+                concurrency=settings.concurrency,
+                prefetch=settings.prefetch,
+                forced=self._force.is_set(),
+            )
+            self.hooks.emit(methods, event)
 
     # -- receiving ---------------------------------------------------------
 
@@ -207,12 +224,15 @@ class Worker:
         while not self._stop.is_set():
             try:
                 delivery = await consumer.get(poll_s)
-                backoff_s = 0.0
             except BrokerError as exc:
+                self._connection(lost=exc)
                 backoff_s = min(MAX_RECONNECT_BACKOFF_S, backoff_s * 2 or 0.1)
-                logger.warning("receive failed (%s); retrying in %.1fs", exc, backoff_s)
-                await asyncio.sleep(backoff_s)
+                logger.warning("receive failed (%s); retrying in about %.1fs", exc, backoff_s)
+                await asyncio.sleep(jittered(backoff_s))  # a fleet must not return in lockstep
                 continue
+            if backoff_s:
+                backoff_s = 0.0
+                self._connection(lost=None)
             if delivery is None:
                 if burst and await self._idle():
                     logger.info("burst: queues are empty, stopping")
@@ -220,7 +240,7 @@ class Worker:
                     return
                 continue
             held = acks.receive(delivery)
-            oversized = len(delivery.body) > self.app.max_message_bytes
+            oversized = len(delivery.body) > self.settings.max_message_bytes
             try:
                 await self._admit(held, acks)
             except Exception as exc:  # a bug, or input no check foresaw: never the loop's end
@@ -228,6 +248,21 @@ class Worker:
             if oversized:  # dead-lettered too_large: its buffers are free now
                 del delivery, held
                 release_freed_memory()
+
+    def _connection(self, *, lost: BrokerError | None) -> None:
+        """Report a lost connection once, and its return once."""
+        hooks = self.hooks
+        if lost is not None and not self._connection_lost:
+            self._connection_lost = True
+            if hooks.on_connection_lost:
+                event = ConnectionEvent(type(self.broker).__name__, str(lost))
+                hooks.emit(hooks.on_connection_lost, event)
+        elif lost is None and self._connection_lost:
+            self._connection_lost = False
+            logger.info("receiving again: the broker connection is back")
+            if hooks.on_connection_restored:
+                event = ConnectionEvent(type(self.broker).__name__)
+                hooks.emit(hooks.on_connection_restored, event)
 
     async def _refuse_unreadable(self, held: Held, acks: AckManager, exc: Exception) -> None:
         logger.error(
@@ -242,7 +277,12 @@ class Worker:
             logger.exception("could not dead-letter it either; the broker will redeliver it")
 
     async def _admit(self, held: Held, acks: AckManager) -> None:
-        job_or_action = prepare(self.app, held, lambda: acks.ack_early(held))
+        hooks = self.hooks
+        if hooks.on_received:
+            delivery = held.delivery
+            event = DeliveryEvent(delivery.queue, delivery.delivery_count, delivery.redelivered)
+            hooks.emit(hooks.on_received, event)
+        job_or_action = prepare(self._checks, held, lambda: acks.ack_early(held))
         if isinstance(job_or_action, Action):
             await self._results.refused(held, job_or_action)
             await acks.settle(held, job_or_action)
@@ -250,16 +290,25 @@ class Worker:
         self._ready.put_nowait(job_or_action)
 
     async def _idle(self) -> bool:
-        if not self._ready.empty() or self._running:
+        """Burst mode: nothing here or on the broker, twice in a row."""
+        acks = self._acks
+        if not self._ready.empty() or self._runs.tasks or (acks is not None and acks.held_count):
+            self._idle_checks = 0
             return False
-        if self._acks is not None and self._acks.held_count:
+        # A delayed copy this worker published is in transit until due (and,
+        # on RabbitMQ, between delay levels it is briefly in no queue's count).
+        if acks is not None and time.monotonic() < acks.delayed_until + DELAY_TRANSIT_S:
             return False
+        admin = self.broker
+        assert isinstance(admin, BrokerAdmin)  # checked by run(burst=True)
         for queue in self.settings.queues:
             # pending counts unacked too: an entry in a consumer's read-ahead
             # buffer, or held by a dead worker, is work still to do.
-            if (await self.app.broker.stats(queue)).pending:
+            if (await admin.stats(queue)).pending:
+                self._idle_checks = 0
                 return False
-        return True
+        self._idle_checks += 1
+        return self._idle_checks >= 2
 
     # -- running -----------------------------------------------------------
 
@@ -271,17 +320,27 @@ class Worker:
             except BaseException:
                 self._slots.release()
                 raise
-            run = asyncio.create_task(self._run(job), name=f"aioack-run-{job.context.id}")
-            self._running.add(run)
+            run = self._runs.start(self._run(job), name=f"aioack-run-{job.context.id}")
             run.add_done_callback(self._run_done)
 
     def _run_done(self, run: asyncio.Task[None]) -> None:
-        self._running.discard(run)
         self._slots.release()
         if not run.cancelled() and run.exception() is not None:
             logger.error("internal error settling a task", exc_info=run.exception())
 
     async def _run(self, job: Job) -> None:
+        try:
+            await self._run_job(job)
+        except Exception:  # a bug in the worker or a backend: never a wedged delivery
+            logger.exception("task %s: internal error; its delivery is requeued", job.held.label)
+            if not job.held.settled and self._acks is not None:
+                await self._acks.settle(job.held, REQUEUE)  # counted: delivery_limit ends a loop
+        finally:
+            # However the run ended (a bug, a cancel), its claim's renewer stops
+            # with it and an unfinished claim is released.
+            await self._results.end(job)
+
+    async def _run_job(self, job: Job) -> None:
         held, acks = job.held, self._acks
         assert acks is not None
         if held.lost:  # lost while waiting for a slot: another worker has it now
@@ -322,7 +381,9 @@ class Worker:
 
     async def _execute(self, job: Job) -> RunResult:
         """Run the task function; a cancel while it runs becomes an Outcome."""
-        held = job.held
+        held, hooks = job.held, self.hooks
+        if hooks.on_started:
+            hooks.emit(hooks.on_started, _delivery_event(job))
         token = CURRENT_TASK_ID.set(job.context.id)  # result.get() inside a task: guarded
         held.body = asyncio.current_task()
         try:
@@ -338,8 +399,9 @@ class Worker:
     async def _settle(self, job: Job, result: RunResult) -> None:
         held, acks = job.held, self._acks
         assert acks is not None and held.message is not None
-        error = result.outcome.error
-        if error is not None and result.outcome.kind not in _NOT_TASK_FAILURES:
+        outcome = result.outcome
+        error = outcome.error
+        if error is not None and outcome.kind not in _NOT_TASK_FAILURES:
             logger.warning(
                 "task %s attempt %d raised %s\n%s",
                 held.label,
@@ -347,28 +409,21 @@ class Worker:
                 type(error).__name__,
                 result.traceback_text or "",
             )
-            if self.on_failure is not None:
-                self.on_failure(job, error)
+        if self.hooks.on_finished:
+            self.hooks.emit(self.hooks.on_finished, _finished_event(job, result))
         action = decide(
-            result.outcome,
-            attempt=job.context.attempt,
-            options=job.task.options,
-            settled=held.settled,
+            outcome, attempt=job.context.attempt, options=job.task.options, settled=held.settled
         )
         # Late ack: the result is stored before the settle goes out; a failed
         # store turns the ack into a requeue (never a lost result).
         action = await self._results.after_run(job, result, action)
         retry_body = (
-            held.message.next_attempt().encode(self.app.max_message_bytes)
+            held.message.next_attempt().encode(self.settings.max_message_bytes)
             if action.kind is ActionKind.RETRY
             else None
         )
         await acks.settle(
-            held,
-            action,
-            retry_body=retry_body,
-            error=error,
-            traceback_text=result.traceback_text,
+            held, action, retry_body=retry_body, error=error, traceback_text=result.traceback_text
         )
 
     def _why_cancelled(self, job: Job) -> OutcomeKind:
@@ -403,67 +458,23 @@ class Worker:
     ) -> None:
         # Order matters: stop taking work first, hand back what never started,
         # and keep the heartbeat renewing leases while running tasks finish.
-        # Every step is bounded (a broker that is down must not hold a stop
-        # for ever): by the grace deadline, then by CLOSE_ALLOWANCE_S for
-        # closing, and not at all once a second stop request forces the stop.
-        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout
-        await self._cancel_and_wait(loops, "the receive and dispatch loops")
-        await self._bounded("cancel the consumer", consumer.cancel(), deadline)
-        await self._bounded(
-            "hand back unstarted deliveries", self._hand_back_unstarted(acks), deadline
-        )
-        await self._drain_running(deadline)
-        await self._cancel_and_wait([heartbeat], "the heartbeat")
-        # Closing hands held deliveries back at once (else the broker waits a
-        # lease or a connection timeout): it gets its allowance, forced or not.
-        now = asyncio.get_running_loop().time()
-        close_by = (now if self._force.is_set() else max(deadline, now)) + CLOSE_ALLOWANCE_S
-        await self._bounded("close the consumer", consumer.close(), close_by, forceable=False)
+        self._emit_worker(self.hooks.on_worker_stopping)
+        stopping = Stopping(self._force, self.settings.shutdown_timeout)
+        try:
+            await self._loops.cancel(loops)
+            await stopping.step("cancel the consumer", consumer.cancel())
+            await stopping.step("hand back unstarted deliveries", self._hand_back_unstarted(acks))
+            await stopping.drain(self._runs, self.settings.shutdown_timeout)
+            self.forced = stopping.forced
+            await self._loops.cancel([heartbeat])
+            await stopping.step("close the consumer", consumer.close(), closing=True)
+        finally:
+            # Whatever went wrong above, nothing the worker started outlives run().
+            await self._runs.cancel()
+            await self._loops.cancel()
+            await self._results.aclose()
+            await stopping.aclose()
         logger.info("worker stopped%s", " (forced)" if self.forced else "")
-
-    async def _bounded(
-        self, what: str, step: Awaitable[None], deadline: float, *, forceable: bool = True
-    ) -> None:
-        """Run one shutdown step until ``deadline`` (loop time) or, if ``forceable``,
-        a forced stop.
-
-        A step given up on is cancelled: nothing it held is acked, the broker
-        redelivers it.
-        """
-        task = asyncio.ensure_future(step)
-        if not forceable:
-            await asyncio.wait(
-                {task}, timeout=max(0.0, deadline - asyncio.get_running_loop().time())
-            )
-        elif not self._force.is_set():
-            force = asyncio.ensure_future(self._force.wait())
-            timeout_s = max(0.0, deadline - asyncio.get_running_loop().time())
-            await asyncio.wait({task, force}, timeout=timeout_s, return_when=FIRST_COMPLETED)
-            force.cancel()
-        if not task.done():
-            logger.warning("shutdown: gave up on the step '%s' (broker unreachable?)", what)
-            await self._cancel_and_wait([task], what)
-            return
-        error = None if task.cancelled() else task.exception()
-        if isinstance(error, BrokerError):
-            logger.warning("shutdown: could not %s: %s", what, error)
-        elif error is not None:
-            logger.error("shutdown: %s failed", what, exc_info=error)
-
-    async def _cancel_and_wait(self, tasks: Collection[asyncio.Future[Any]], what: str) -> None:
-        """Cancel ``tasks`` and wait for them, but never longer than CLOSE_ALLOWANCE_S."""
-        stuck: Collection[asyncio.Future[Any]] = tasks
-        # Twice: a run cancelled at its deadline goes on to requeue its
-        # delivery; if the broker is down, a second cancel ends that settle
-        # (the delivery stays unacked; the broker redelivers it).
-        for _ in range(2):
-            for task in stuck:
-                task.cancel()
-            if not stuck:
-                return
-            _, stuck = await asyncio.wait(stuck, timeout=CLOSE_ALLOWANCE_S / 2)
-        if stuck:
-            logger.error("shutdown: %s did not end when cancelled; left behind", what)
 
     async def _hand_back_unstarted(self, acks: AckManager) -> None:
         handed_back = 0
@@ -475,30 +486,6 @@ class Worker:
         if handed_back:
             logger.info("handed back %d prefetched, unstarted deliveries", handed_back)
 
-    async def _drain_running(self, deadline: float) -> None:
-        """Let running tasks finish until ``deadline``; then cancel and hand them back."""
-        pending = set(self._running)
-        if pending:
-            logger.info(
-                "waiting up to %.1fs for %d running tasks",
-                self.settings.shutdown_timeout,
-                len(pending),
-            )
-        force = asyncio.ensure_future(self._force.wait())
-        while pending and not force.done():
-            remaining_s = deadline - asyncio.get_running_loop().time()
-            if remaining_s <= 0:
-                break
-            await asyncio.wait({*pending, force}, timeout=remaining_s, return_when=FIRST_COMPLETED)
-            pending = {run for run in pending if not run.done()}
-        self.forced = force.done()
-        force.cancel()
-        if pending:
-            logger.warning("cancelling %d tasks still running; they are handed back", len(pending))
-            # A run cancelled here requeues its delivery, or leaves it to the
-            # broker when that fails (never acked): both bounded.
-            await self._cancel_and_wait(pending, f"{len(pending)} cancelled runs")
-
 
 def _uncancel() -> None:
     """We handle our own cancellation; clear the count so later timeouts work."""
@@ -507,23 +494,28 @@ def _uncancel() -> None:
         task.uncancel()
 
 
-@contextlib.contextmanager
-def _signals(worker: Worker, install: bool):  # type: ignore[no-untyped-def]
-    """SIGTERM/SIGINT: first stops gracefully, second at once. Only when asked."""
-    if not install:
-        yield
-        return
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, worker, sig)
-    try:
-        yield
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+def _delivery_event(job: Job) -> DeliveryEvent:
+    ctx = job.context
+    return DeliveryEvent(
+        queue=ctx.queue,
+        delivery_count=ctx.delivery_count,
+        redelivered=ctx.redelivered,
+        task=ctx.task_name,
+        task_id=ctx.id,
+        attempt=ctx.attempt,
+        headers=job.message.headers,
+    )
 
 
-def _on_signal(worker: Worker, sig: signal.Signals) -> None:
-    again = worker._stop.is_set()
-    logger.warning("%s received: %s", sig.name, "stopping now" if again else "stopping gracefully")
-    worker.stop()
+def _finished_event(job: Job, result: RunResult) -> FinishedEvent:
+    ctx, started_at = job.context, job.held.started_at
+    return FinishedEvent(
+        task=ctx.task_name,
+        task_id=ctx.id,
+        queue=ctx.queue,
+        attempt=ctx.attempt,
+        outcome=result.outcome.kind.value,
+        duration_s=time.monotonic() - started_at if started_at else 0.0,
+        error=result.outcome.error,
+        traceback=result.traceback_text,
+    )

@@ -11,13 +11,12 @@ import asyncio
 import functools
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
 
-from aioack.ackmanager import Held
-from aioack.app import App
 from aioack.decide import Action, Outcome, OutcomeKind, admit, dead_letter
 from aioack.errors import (
     InvalidArguments,
@@ -26,10 +25,11 @@ from aioack.errors import (
     Reject,
     Retry,
     TimeLimitExceeded,
-    UnknownTask,
 )
 from aioack.message import Message, decode
+from aioack.results.base import ResultBackend
 from aioack.task import Task, TaskContext
+from aioack.worker.ackmanager import Held
 
 
 @dataclass(slots=True)
@@ -44,22 +44,30 @@ class Job:
     message: Message
 
 
-def prepare(app: App, held: Held, context_ack: Any) -> Job | Action:
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """What deciding whether a delivery may run needs to know."""
+
+    tasks: Mapping[str, Task[Any, Any]]
+    max_message_bytes: int
+    results: ResultBackend | None
+
+
+def prepare(checks: Checks, held: Held, context_ack: Any) -> Job | Action:
     """Decode and check a delivery. Returns a Job, or the Action that settles it now."""
     delivery = held.delivery
     if delivery.malformed is not None:
         return dead_letter("malformed", delivery.malformed)
     try:
-        message = decode(delivery.body, app.max_message_bytes)
+        message = decode(delivery.body, checks.max_message_bytes)
     except MessageTooLarge as exc:
         return dead_letter("too_large", str(exc))
     except MalformedMessage as exc:
         return dead_letter("malformed", str(exc))
     held.message = message
-    try:
-        task = app.get_task(message.task)
-    except UnknownTask as exc:
-        return dead_letter("unknown_task", str(exc))
+    task = checks.tasks.get(message.task)
+    if task is None:
+        return dead_letter("unknown_task", f"no task registered as {message.task!r}")
     rejected = admit(
         task.options,
         delivery_count=delivery.delivery_count,
@@ -77,7 +85,7 @@ def prepare(app: App, held: Held, context_ack: Any) -> Job | Action:
         redelivered=delivery.redelivered,
         _ack=context_ack,
         idempotency_key=_idempotency_key(message, task),
-        _results=app.results,
+        _results=checks.results,
     )
     try:
         args, kwargs = task.signature.from_wire(message.args, message.kwargs, context)
@@ -115,11 +123,11 @@ async def execute(job: Job) -> RunResult:
         return RunResult(Outcome(OutcomeKind.REJECTED, requeue=exc.requeue, reason=exc.reason))
     except TimeoutError as exc:
         if deadline is None or not deadline.expired():
-            return _failed(exc)
+            return failed(exc)
         timeout = TimeLimitExceeded(f"{job.task.name} ran past its time_limit of {limit_s}s")
         return RunResult(Outcome(OutcomeKind.TIMED_OUT, error=timeout), traceback_text=_tb(exc))
     except Exception as exc:
-        return _failed(exc)
+        return failed(exc)
     return RunResult(Outcome(OutcomeKind.SUCCEEDED), value=value)
 
 
@@ -132,7 +140,8 @@ async def _call(job: Job) -> Any:
     return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
 
-def _failed(exc: Exception) -> RunResult:
+def failed(exc: Exception) -> RunResult:
+    """The result of a run that raised ``exc``, with its traceback."""
     return RunResult(Outcome(OutcomeKind.FAILED, error=exc), traceback_text=_tb(exc))
 
 

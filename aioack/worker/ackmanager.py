@@ -15,15 +15,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from aioack._backoff import jittered
 from aioack._cancel import raise_swallowed_cancel
-from aioack.brokers.base import Broker, DeadLetter, Delivery
+from aioack.brokers.base import BrokerCore, DeadLetter, Delivery
 from aioack.decide import Action, ActionKind
 from aioack.errors import AlreadySettled, BrokerError, BrokerUnavailable, LeaseLost, StaleDelivery
+from aioack.hooks import DeliveryEvent, Hooks, LeaseEvent, SettledEvent
 from aioack.message import Message
 
 logger = logging.getLogger("aioack.worker")
 
-#: Backoff (seconds) between attempts to settle while the broker is unreachable.
+#: Backoff (seconds, before jitter) between attempts to settle while the broker
+#: is unreachable.
 SETTLE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -56,11 +59,16 @@ class Held:
 class AckManager:
     """Owns held deliveries and settles each once, through the broker."""
 
-    def __init__(self, broker: Broker, *, on_lost: Callable[[Held], None]) -> None:
+    def __init__(
+        self, broker: BrokerCore, *, on_lost: Callable[[Held], None], hooks: Hooks | None = None
+    ) -> None:
         self._broker = broker
         self._on_lost = on_lost
+        self._hooks = hooks if hooks is not None else Hooks()
         self._held: dict[int, Held] = {}
         self._wake = asyncio.Event()
+        #: Monotonic time the last delayed copy this worker published comes due.
+        self.delayed_until = 0.0
 
     def receive(self, delivery: Delivery) -> Held:
         held = Held(delivery)
@@ -110,9 +118,43 @@ class AckManager:
                     await self._call(held, action.kind, operation)
                 except Exception as exc:  # a bug, or a value the client cannot send
                     await self._fall_back(held, action, exc)
+            if action.kind in (ActionKind.RETRY, ActionKind.DEFER) and not held.lost:
+                due = time.monotonic() + action.delay_s
+                self.delayed_until = max(self.delayed_until, due)
             self._log_settled(held, action, error)
+            self._emit_settled(held, action)
         finally:
             self._held.pop(id(held), None)
+
+    def _emit_settled(self, held: Held, action: Action) -> None:
+        hooks = self._hooks
+        kind = action.kind
+        wanted = (
+            hooks.on_settled
+            or (hooks.on_retry and kind in (ActionKind.RETRY, ActionKind.DEFER))
+            or (hooks.on_dead_letter and kind is ActionKind.DEAD_LETTER)
+        )
+        if not wanted:
+            return  # the hot path builds no event nobody observes
+        message, delivery = held.message, held.delivery
+        event = SettledEvent(
+            queue=delivery.queue,
+            action=kind.value,
+            task=message.task if message else None,
+            task_id=message.id if message else None,
+            attempt=message.attempt if message else None,
+            delivery_count=delivery.delivery_count,
+            reason=action.reason,
+            detail=action.detail,
+            delay_s=action.delay_s,
+            duration_s=time.monotonic() - delivery.received_at,
+            lost=held.lost,
+        )
+        if kind in (ActionKind.RETRY, ActionKind.DEFER) and not held.lost:
+            hooks.emit(hooks.on_retry, event)
+        elif kind is ActionKind.DEAD_LETTER and not held.lost:
+            hooks.emit(hooks.on_dead_letter, event)
+        hooks.emit(hooks.on_settled, event)
 
     async def _fall_back(self, held: Held, action: Action, exc: Exception) -> None:
         """A settle failed in a way no rule foresaw: never leave the delivery wedged.
@@ -146,7 +188,7 @@ class AckManager:
         try:
             await self._call(held, action.kind, fallback)
         except Exception as second:
-            held.lost = True
+            self._mark_lost(held)
             logger.critical(
                 "task %s: its fallback settle failed too (%s); left unsettled, the broker "
                 "redelivers it when this worker's consumer closes",
@@ -217,7 +259,7 @@ class AckManager:
                 await operation()  # type: ignore[misc]
                 return
             except StaleDelivery as exc:
-                held.lost = True
+                self._mark_lost(held)
                 word = "lease" if isinstance(exc, LeaseLost) else "delivery"
                 logger.warning(
                     "task %s lost its %s before %s; the broker will redeliver it (%s)",
@@ -229,7 +271,7 @@ class AckManager:
                 return
             except BrokerUnavailable as exc:
                 if delay_s is None:
-                    held.lost = True
+                    self._mark_lost(held)
                     logger.error(
                         "task %s could not %s: %s; it will be redelivered",
                         held.label,
@@ -237,7 +279,23 @@ class AckManager:
                         exc,
                     )
                     return
-                await asyncio.sleep(delay_s)
+                await asyncio.sleep(jittered(delay_s))
+
+    def _mark_lost(self, held: Held) -> None:
+        held.lost = True
+        hooks = self._hooks
+        if hooks.on_lost:
+            delivery, message = held.delivery, held.message
+            event = DeliveryEvent(
+                queue=delivery.queue,
+                delivery_count=delivery.delivery_count,
+                redelivered=delivery.redelivered,
+                task=message.task if message else None,
+                task_id=message.id if message else None,
+                attempt=message.attempt if message else None,
+                headers=message.headers if message else {},
+            )
+            hooks.emit(hooks.on_lost, event)
 
     def _letter(
         self,
@@ -293,9 +351,12 @@ class AckManager:
             logger.warning("could not renew %d leases: %s", len(held), exc)
             return
         lost_ids = {id(d) for d in lost}
+        if self._hooks.on_lease_renewed:
+            self._hooks.emit(self._hooks.on_lease_renewed, LeaseEvent(len(held) - len(lost_ids)))
         for h in held:
             if id(h.delivery) in lost_ids and not h.settled:
-                h.lost = h.settled = True
+                h.settled = True
+                self._mark_lost(h)
                 logger.warning(
                     "task %s lost its delivery (lease or channel); it will be redelivered", h.label
                 )

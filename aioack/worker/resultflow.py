@@ -19,19 +19,18 @@ import contextlib
 import itertools
 import logging
 import traceback
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from aioack._scope import TaskScope
 from aioack.decide import ACK, REQUEUE, Action, ActionKind, Outcome, OutcomeKind
 from aioack.errors import BrokerError, ConfigurationError
 from aioack.results.base import ClaimStatus, ResultBackend, ResultRecord, State
-from aioack.runner import Job, RunResult
+from aioack.worker.runner import Job, RunResult, failed
 
 if TYPE_CHECKING:
-    from aioack.ackmanager import Held
-    from aioack.app import App
     from aioack.task import Task
+    from aioack.worker.ackmanager import Held
 
 logger = logging.getLogger("aioack.worker")
 
@@ -51,10 +50,12 @@ class _Claimed:
 class ResultFlow:
     """Stores states around each run and keeps effect-once runs to one."""
 
-    def __init__(self, app: App) -> None:
-        self.backend: ResultBackend | None = app.results
-        self.lease_s = app.idempotency_lease
-        self._worker_id = uuid.uuid4().hex[:12]
+    def __init__(self, backend: ResultBackend | None, *, lease_s: float, worker_id: str) -> None:
+        self.backend = backend
+        self.lease_s = lease_s
+        self._worker_id = worker_id
+        #: Owns every claim's renewer: one ends with its run (``end``), all with the worker.
+        self._renewers = TaskScope("renewers")
         #: Numbers the claims of this worker: an owner names one delivery.
         self._claim_numbers = itertools.count(1)
         self._claims: dict[int, _Claimed] = {}
@@ -111,7 +112,9 @@ class ResultFlow:
             )
             return Action(ActionKind.DEFER, delay_s=self.busy_delay_s)
         claimed = _Claimed(key, owner)
-        claimed.renewer = asyncio.create_task(self._renew(backend, claimed, job))
+        claimed.renewer = self._renewers.start(
+            self._renew(backend, claimed, job), name=f"aioack-renew-{job.context.id}"
+        )
         self._claims[id(job.held)] = claimed
         return None
 
@@ -178,14 +181,14 @@ class ResultFlow:
         try:
             value = job.task.result_adapter.dump_python(result.value, mode="json", warnings="error")
         except Exception as exc:  # pydantic raises several types; the run failed either way
-            return _failed(exc)
+            return failed(exc)
         return RunResult(result.outcome, value=value)
 
     async def after_run(self, job: Job, result: RunResult, action: Action) -> Action:
         """Store the run's record, then say how to settle (REQUEUE if the store failed)."""
         backend, claimed = self.backend, self._claims.pop(id(job.held), None)
-        if claimed is not None and claimed.renewer is not None:
-            claimed.renewer.cancel()
+        if claimed is not None:
+            await self._stop_renewing(claimed)
         if backend is None:
             return action
         record = _final_record(job, result, action)
@@ -215,6 +218,24 @@ class ResultFlow:
             exc,
         )
         return REQUEUE
+
+    async def end(self, job: Job) -> None:
+        """The run is over, however it ended: its renewer stops, an unfinished claim is
+        released (a bug or a cancel between claim and settle must not hold the key)."""
+        claimed = self._claims.pop(id(job.held), None)
+        if claimed is None:
+            return
+        await self._stop_renewing(claimed)
+        if self.backend is not None and not claimed.lost:
+            await _release(self.backend, claimed)
+
+    async def aclose(self) -> None:
+        """The worker stops: no renewer outlives it."""
+        await self._renewers.cancel()
+
+    async def _stop_renewing(self, claimed: _Claimed) -> None:
+        if claimed.renewer is not None:
+            await self._renewers.cancel([claimed.renewer])
 
     async def refused(self, held: Held, action: Action) -> None:
         """Best effort: a delivery dead-lettered before it ran still tells its callers."""
@@ -276,11 +297,6 @@ def _type_name(error: BaseException) -> str:
     return (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
-
-
-def _failed(exc: Exception) -> RunResult:
-    text = "".join(traceback.format_exception(exc))
-    return RunResult(Outcome(OutcomeKind.FAILED, error=exc), traceback_text=text)
 
 
 async def _release(backend: ResultBackend, claimed: _Claimed) -> None:

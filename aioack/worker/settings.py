@@ -1,0 +1,38 @@
+"""Worker settings: validated at construction, so a typo or an impossible value fails at start."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aioack.message import DEFAULT_MAX_MESSAGE_BYTES
+from aioack.options import check_queue_name
+
+#: Seconds a stopping worker still gives closing steps (consumer, connection)
+#: after its grace deadline, so a stop is bounded by shutdown_timeout + this.
+CLOSE_ALLOWANCE_S = 1.0
+
+
+class WorkerSettings(BaseModel):
+    """How one worker consumes. Durations in seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queues: list[str] = Field(min_length=1)
+    concurrency: int = Field(default=10, ge=1, le=100_000)
+    prefetch: int = Field(default=20, ge=1, le=100_000)
+    #: Seconds running tasks get to finish after a stop, before they are
+    #: cancelled and handed back.
+    shutdown_timeout: float = Field(default=30.0, ge=0)
+    #: Cancel a run whose delivery this worker lost (lease, connection).
+    cancel_on_lost_delivery: bool = True
+    #: Longest wait (seconds) for one delivery before the loop checks its state.
+    poll_interval: float = Field(default=1.0, gt=0)
+    #: A body over this many bytes is dead-lettered ``too_large`` (the App's).
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1)
+    #: Seconds an effect-once claim stays held by a run that stopped renewing it.
+    idempotency_lease: float = Field(default=30.0, gt=0)
+
+    @field_validator("queues")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        return [check_queue_name(q) for q in value]
