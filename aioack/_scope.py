@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 logger = logging.getLogger("aioack.worker")
@@ -24,16 +24,32 @@ T = TypeVar("T")
 class TaskScope:
     """Owns the tasks it starts. ``async with TaskScope("name") as scope: scope.start(...)``."""
 
-    def __init__(self, name: str, *, close_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        close_timeout_s: float = 1.0,
+        on_done: Callable[[asyncio.Task[Any]], None] | None = None,
+    ) -> None:
         self.name = name
         self.close_timeout_s = close_timeout_s
         self._tasks: set[asyncio.Task[Any]] = set()
+        # One done-callback per task, not two: each is an event-loop step, and
+        # the worker starts a task per run.
+        self._on_done = on_done
+        self._done = self._tasks.discard if on_done is None else self._discard_then_report
 
     def start(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+        """Start ``coro`` as a task of this scope (the scope's ``on_done`` runs when it ends)."""
         task = asyncio.get_running_loop().create_task(coro, name=name or f"aioack-{self.name}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _discard_then_report(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        assert self._on_done is not None
+        self._on_done(task)
 
     @property
     def tasks(self) -> frozenset[asyncio.Task[Any]]:

@@ -3,37 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import pytest
 
-from aioack.brokers import Broker, MemoryBroker, broker_from_url
+from aioack.brokers import Broker, broker_from_url
 from aioack.results import MemoryResultBackend, ResultBackend
 from aioack.results.redis import RedisResultBackend
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
 
-#: Each broker joins the contract suite by appearing here.
-BROKER_KINDS = ["memory", "rabbitmq", "redis"]
 
-#: Options that make a broker's timings fit a test run (short leases, fast polls).
-TEST_BROKER_OPTIONS: dict[str, dict[str, object]] = {
-    "rabbitmq": {"reconnect_interval_s": 0.2, "lease_check_interval_s": 0.2},
-    "redis": {"visibility_timeout": 2.0, "poll_interval": 0.05},
+@dataclass(frozen=True)
+class BrokerUnderTest:
+    #: The broker URL of its test server.
+    url: str
+    #: Options that make its timings fit a test run (short leases, fast polls).
+    options: dict[str, object] = field(default_factory=dict)
+    in_process: bool = False
+
+
+#: Each broker joins the contract suites with one entry here.
+BROKERS: dict[str, BrokerUnderTest] = {
+    "memory": BrokerUnderTest("memory://", in_process=True),
+    "rabbitmq": BrokerUnderTest(
+        AMQP_URL, {"reconnect_interval_s": 0.2, "lease_check_interval_s": 0.2}
+    ),
+    "redis": BrokerUnderTest(REDIS_URL, {"visibility_timeout": 2.0, "poll_interval": 0.05}),
 }
+BROKER_KINDS = list(BROKERS)
+TEST_BROKER_OPTIONS = {kind: spec.options for kind, spec in BROKERS.items()}
 
 
 def broker_url(kind: str) -> str:
-    if kind == "memory":
-        return "memory://"
-    url = {"redis": REDIS_URL, "rabbitmq": AMQP_URL}[kind]
-    require_service(url)
-    return url
+    spec = BROKERS[kind]
+    if not spec.in_process:
+        require_service(spec.url)
+    return spec.url
 
 
 def make_broker(kind: str, **options: object) -> Broker:
-    if kind == "memory":
-        return MemoryBroker()
-    merged = {**TEST_BROKER_OPTIONS.get(kind, {}), **options}
-    return broker_from_url(broker_url(kind), **merged)
+    return broker_from_url(broker_url(kind), **{**BROKERS[kind].options, **options})
 
 
 @pytest.fixture(params=BROKER_KINDS)

@@ -122,7 +122,8 @@ class AckManager:
                 due = time.monotonic() + action.delay_s
                 self.delayed_until = max(self.delayed_until, due)
             self._log_settled(held, action, error)
-            self._emit_settled(held, action)
+            if self._hooks.observes_settles:
+                self._emit_settled(held, action)
         finally:
             self._held.pop(id(held), None)
 

@@ -219,6 +219,10 @@ class ResultFlow:
         )
         return REQUEUE
 
+    def holds(self, job: Job) -> bool:
+        """Whether the run still holds a claim (its settle did not happen)."""
+        return id(job.held) in self._claims
+
     async def end(self, job: Job) -> None:
         """The run is over, however it ended: its renewer stops, an unfinished claim is
         released (a bug or a cancel between claim and settle must not hold the key)."""

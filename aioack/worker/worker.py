@@ -85,7 +85,7 @@ class Worker:
         self._ready: asyncio.Queue[Job] = asyncio.Queue()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._loops = TaskScope("loops", close_timeout_s=CLOSE_ALLOWANCE_S)
-        self._runs = TaskScope("runs", close_timeout_s=CLOSE_ALLOWANCE_S)
+        self._runs = TaskScope("runs", close_timeout_s=CLOSE_ALLOWANCE_S, on_done=self._run_done)
         self._embedded = TaskScope("embedded", close_timeout_s=CLOSE_ALLOWANCE_S)
         #: Runs whose delivery was lost, by message id, until they end.
         self._winding_down: dict[str, asyncio.Task[None]] = {}
@@ -320,64 +320,61 @@ class Worker:
             except BaseException:
                 self._slots.release()
                 raise
-            run = self._runs.start(self._run(job), name=f"aioack-run-{job.context.id}")
-            run.add_done_callback(self._run_done)
+            self._runs.start(self._run(job), name=f"aioack-run-{job.context.id}")
 
     def _run_done(self, run: asyncio.Task[None]) -> None:
         self._slots.release()
-        if not run.cancelled() and run.exception() is not None:
-            logger.error("internal error settling a task", exc_info=run.exception())
 
     async def _run(self, job: Job) -> None:
+        # One coroutine per run, steps inline: a nested call here is paid per task.
         try:
-            await self._run_job(job)
+            held, acks = job.held, self._acks
+            assert acks is not None
+            if held.lost:  # lost while waiting for a slot: another worker has it now
+                await acks.settle(held, NOTHING)
+                return
+            if job.message.is_expired(time.time()):  # expired while waiting for a slot
+                await acks.settle(held, dead_letter("expired", "expired while waiting for a slot"))
+                return
+            winding_down = self._winding_down.get(job.context.id)
+            if winding_down is not None:
+                # The broker redelivered a message whose lost run here is still
+                # ending (cancelled, in its cleanup): never two runs of it at once.
+                await asyncio.wait({winding_down})
+            held.started_at = time.monotonic()
+            logger.info(
+                "task %s attempt %d started (delivery %d%s)",
+                held.label,
+                job.context.attempt,
+                job.context.delivery_count,
+                ", redelivered" if job.context.redelivered else "",
+            )
+            gate = await self._results.before_run(job)
+            if gate is not None:
+                # Not run (key completed, or held by a live run): settle now; a
+                # DEFER sends the same message back, attempt unchanged.
+                action = NOTHING if held.settled and gate.kind is ActionKind.ACK else gate
+                await acks.settle(held, action)
+                return
+            if not job.task.options.acks_late:
+                # Early ack when the run starts, not on receipt: a prefetched,
+                # unstarted message must still be handed back on shutdown.
+                await acks.ack_early(held)
+            if held.lost:  # lost during the claim or the early ack: never start it
+                result = RunResult(Outcome(OutcomeKind.LOST))
+            else:
+                result = await self._execute(job)
+            await self._settle(job, self._results.encode(job, result))
         except Exception:  # a bug in the worker or a backend: never a wedged delivery
             logger.exception("task %s: internal error; its delivery is requeued", job.held.label)
             if not job.held.settled and self._acks is not None:
-                await self._acks.settle(job.held, REQUEUE)  # counted: delivery_limit ends a loop
+                await self._acks.settle(job.held, REQUEUE)  # counted: delivery_limit ends it
         finally:
             # However the run ended (a bug, a cancel), its claim's renewer stops
-            # with it and an unfinished claim is released.
-            await self._results.end(job)
-
-    async def _run_job(self, job: Job) -> None:
-        held, acks = job.held, self._acks
-        assert acks is not None
-        if held.lost:  # lost while waiting for a slot: another worker has it now
-            await acks.settle(held, NOTHING)
-            return
-        if job.message.is_expired(time.time()):  # expired while waiting for a slot
-            await acks.settle(held, dead_letter("expired", "expired while waiting for a slot"))
-            return
-        winding_down = self._winding_down.get(job.context.id)
-        if winding_down is not None:
-            # The broker redelivered a message whose lost run here is still
-            # ending (cancelled, in its cleanup): never two runs of it at once.
-            await asyncio.wait({winding_down})
-        held.started_at = time.monotonic()
-        logger.info(
-            "task %s attempt %d started (delivery %d%s)",
-            held.label,
-            job.context.attempt,
-            job.context.delivery_count,
-            ", redelivered" if job.context.redelivered else "",
-        )
-        gate = await self._results.before_run(job)
-        if gate is not None:
-            # Not run (key completed, or held by a live run): settle now; a
-            # DEFER sends the same message back, attempt unchanged.
-            action = NOTHING if held.settled and gate.kind is ActionKind.ACK else gate
-            await acks.settle(held, action)
-            return
-        if not job.task.options.acks_late:
-            # Early ack when the run starts, not on receipt: a prefetched,
-            # unstarted message must still be handed back on shutdown.
-            await acks.ack_early(held)
-        if held.lost:  # lost during the claim or the early ack: never start it
-            result = RunResult(Outcome(OutcomeKind.LOST))
-        else:
-            result = await self._execute(job)
-        await self._settle(job, self._results.encode(job, result))
+            # with it and an unfinished claim is released (off the hot path: a
+            # settled run holds none).
+            if self._results.holds(job):
+                await self._results.end(job)
 
     async def _execute(self, job: Job) -> RunResult:
         """Run the task function; a cancel while it runs becomes an Outcome."""
@@ -494,28 +491,29 @@ def _uncancel() -> None:
         task.uncancel()
 
 
+# Positional arguments, in field order: these run once per task when hooks observe.
 def _delivery_event(job: Job) -> DeliveryEvent:
     ctx = job.context
     return DeliveryEvent(
-        queue=ctx.queue,
-        delivery_count=ctx.delivery_count,
-        redelivered=ctx.redelivered,
-        task=ctx.task_name,
-        task_id=ctx.id,
-        attempt=ctx.attempt,
-        headers=job.message.headers,
+        ctx.queue,
+        ctx.delivery_count,
+        ctx.redelivered,
+        ctx.task_name,
+        ctx.id,
+        ctx.attempt,
+        job.message.headers,
     )
 
 
 def _finished_event(job: Job, result: RunResult) -> FinishedEvent:
-    ctx, started_at = job.context, job.held.started_at
+    ctx, started_at, outcome = job.context, job.held.started_at, result.outcome
     return FinishedEvent(
-        task=ctx.task_name,
-        task_id=ctx.id,
-        queue=ctx.queue,
-        attempt=ctx.attempt,
-        outcome=result.outcome.kind.value,
-        duration_s=time.monotonic() - started_at if started_at else 0.0,
-        error=result.outcome.error,
-        traceback=result.traceback_text,
+        ctx.task_name,
+        ctx.id,
+        ctx.queue,
+        ctx.attempt,
+        outcome.kind._value_,
+        time.monotonic() - started_at if started_at else 0.0,
+        outcome.error,
+        result.traceback_text,
     )

@@ -1,4 +1,4 @@
-"""The effect-once example runs as its docstring says, against real Redis."""
+"""The examples run as their docstrings say (effect-once against real Redis)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,18 @@ def test_effect_once_example_credits_once_over_a_retry_and_a_duplicate() -> None
         "results: 500 500",
         "balance of ada: 500 cents",
     ]
+
+
+def test_timing_hook_example_sees_every_run_and_settle() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/timing_hook.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "broken: 1 runs, longest 0 ms"
+    assert lines[1].startswith("resize: 3 runs, longest ")
+    assert lines[2:] == ["ack: 3", "dead_letter (failed): 1"]

@@ -33,8 +33,11 @@ class _BrokenBroker(MemoryBroker):
 
 async def test_a_crashed_receive_loop_stops_the_worker_with_the_error() -> None:
     app = App(broker=_BrokenBroker())
+    before = asyncio.all_tasks()
     with pytest.raises(RuntimeError, match="bug in a consumer"):
         await app.worker(["q"]).run()
+    # Nothing the worker started outlives run(), crashed or not.
+    assert asyncio.all_tasks() - before == set()
 
 
 class _LettersFailOnce(MemoryBroker):
