@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
@@ -23,20 +24,26 @@ logger = logging.getLogger("aioack.app")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: The broker an App uses when given none: in-process, no server, not durable.
-EMBEDDED_BROKER_URL = "memory://"
+#: The broker an App uses when given none and AIOACK_BROKER_URL is not set:
+#: the durable embedded default, ``aioack.db`` in the current directory.
+DEFAULT_BROKER_URL = "sqlite://"
+#: Where an App finds its broker and result backend when its code names none.
+ENV_BROKER_URL = "AIOACK_BROKER_URL"
+ENV_RESULTS_URL = "AIOACK_RESULTS_URL"
 
 
 class App:
     """Registry of tasks plus the broker handle producers publish through.
 
-    ``broker`` is a URL (``memory://``, ``redis://``, ``amqp://`` ...) or a
-    Broker instance; ``broker_options`` override the URL's query. With no
-    broker, the embedded in-process broker is used (the CLI first reads
-    ``AIOACK_BROKER_URL``).
+    ``broker`` is a URL (``sqlite://``, ``redis://``, ``amqp://``,
+    ``memory://`` ...) or a Broker instance; ``broker_options`` override the
+    URL's query. With no broker, ``AIOACK_BROKER_URL`` names it, else the
+    durable embedded default: ``sqlite://``, the file ``aioack.db`` in the
+    current directory.
 
-    ``results`` is a result backend URL (``memory://``, ``redis://...``) or a
-    ResultBackend; None keeps no results (``result.get()`` then raises).
+    ``results`` is a result backend URL (``sqlite://``, ``redis://...``) or a
+    ResultBackend; with none, ``AIOACK_RESULTS_URL`` names it, else no
+    results are kept (``result.get()`` then raises).
     ``result_expires``: seconds a result and a completed idempotency key are
     kept; given here it wins over the results URL's ``?result_expires=``
     (default: the backend's, one day). ``idempotency_lease``: seconds a
@@ -61,14 +68,17 @@ class App:
         # Given here, it overrides the results URL's own ?result_expires=.
         self._result_options = {} if result_expires is None else {"result_expires": result_expires}
         self.results: ResultBackend | None = None
-        self.use_results(results)
+        self.use_results(results if results is not None else os.environ.get(ENV_RESULTS_URL))
         self.idempotency_lease = float(idempotency_lease)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.max_message_bytes = max_message_bytes
         self._declared: set[str] = set()
         self._broker_options = broker_options
         self._explicit_broker = broker is not None
-        self._broker = self._build_broker(broker if broker is not None else EMBEDDED_BROKER_URL)
+        # One rule, the same for producers and the CLI: what the code names,
+        # else the environment, else the embedded default (a file, durable).
+        default = os.environ.get(ENV_BROKER_URL) or DEFAULT_BROKER_URL
+        self._broker = self._build_broker(broker if broker is not None else default)
         #: Observers of every event, on the producer side and in this App's workers.
         self.hooks = Hooks(hooks)
 

@@ -13,13 +13,11 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from aioack.app import App
+from aioack.app import ENV_BROKER_URL, ENV_RESULTS_URL, App
+from aioack.brokers import MemoryBroker
 from aioack.errors import BrokerUnavailable, ConfigurationError
 from aioack.hooks import check as check_hook
 from aioack.worker import CLOSE_ALLOWANCE_S
-
-ENV_BROKER_URL = "AIOACK_BROKER_URL"
-ENV_RESULTS_URL = "AIOACK_RESULTS_URL"
 
 
 class ExitCode(enum.IntEnum):
@@ -67,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-c", "--concurrency", type=int, default=10, help="tasks run at once (10)")
     worker.add_argument("--prefetch", type=int, help="deliveries held at once (2 x concurrency)")
     worker.add_argument("--burst", action="store_true", help="exit 0 when the queues are empty")
-    worker.add_argument("--broker", help=f"broker URL (default: ${ENV_BROKER_URL}, then the app's)")
+    worker.add_argument(
+        "--broker",
+        help=f"broker URL (default: the app's, else ${ENV_BROKER_URL}, else sqlite://: "
+        "the file aioack.db here)",
+    )
     worker.add_argument(
         "--results",
-        help=f"result backend URL (default: ${ENV_RESULTS_URL}, then the app's)",
+        help=f"result backend URL (default: the app's, else ${ENV_RESULTS_URL}, else none)",
     )
     worker.add_argument(
         "--shutdown-timeout",
@@ -116,12 +118,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run_worker(app: App, args: argparse.Namespace) -> int:
-    broker_url = args.broker or os.environ.get(ENV_BROKER_URL)
-    if broker_url:
-        app.use_broker(broker_url)
-    results_url = args.results or os.environ.get(ENV_RESULTS_URL)
-    if results_url:
-        app.use_results(results_url)
+    # --broker / --results win; otherwise the App already followed the one rule
+    # (its code's own choice, else AIOACK_BROKER_URL / AIOACK_RESULTS_URL, else
+    # the SQLite default file).
+    if args.broker:
+        app.use_broker(args.broker)
+    if args.results:
+        app.use_results(args.results)
+    if isinstance(app.broker, MemoryBroker):
+        raise ConfigurationError(
+            "memory:// lives inside one process: a worker started from the command line "
+            "can never receive what another process enqueues. Use the default sqlite:// "
+            "(a file, no server), or redis:// / amqp://"
+        )
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     worker = app.worker(
         queues,

@@ -122,3 +122,14 @@ def load(url: str, schemes: Mapping[str, Scheme], *, what: str) -> Any:
             f"({exc})"
         ) from exc
     return getattr(module, entry.cls)
+
+
+def masked(url: str) -> str:
+    """``url`` without its query and with any password replaced by ``***``: for logs."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, _, host = netloc.rpartition("@")
+        user = creds.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, query=""))

@@ -34,7 +34,7 @@ class Timing(Hook):
 
 
 timing = Timing()
-app = App(hooks=[timing])
+app = App("memory://", hooks=[timing])  # one process: the in-memory broker fits
 
 
 @app.task(queue="default", name="resize")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -10,7 +12,15 @@ import pytest
 from aioack.brokers import Broker, broker_from_url
 from aioack.results import MemoryResultBackend, ResultBackend
 from aioack.results.redis import RedisResultBackend
+from aioack.results.sqlite import SQLiteResultBackend
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
+
+#: The contract suites' SQLite file, one per test session (no file in the repository).
+_SQLITE_DIR = tempfile.mkdtemp(prefix="aioack-tests-")
+# An App that names no broker uses AIOACK_BROKER_URL, else aioack.db in the
+# current directory: in tests (and the worker processes they start) a
+# temporary file, never one in the repository. Tests of the default unset it.
+os.environ.setdefault("AIOACK_BROKER_URL", f"sqlite:///{_SQLITE_DIR}/default.db")
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,9 @@ BROKERS: dict[str, BrokerUnderTest] = {
         AMQP_URL, {"reconnect_interval_s": 0.2, "lease_check_interval_s": 0.2}
     ),
     "redis": BrokerUnderTest(REDIS_URL, {"visibility_timeout": 2.0, "poll_interval": 0.05}),
+    "sqlite": BrokerUnderTest(
+        f"sqlite:///{_SQLITE_DIR}/contract.db", {"visibility_timeout": 2.0}, in_process=True
+    ),
 }
 BROKER_KINDS = list(BROKERS)
 TEST_BROKER_OPTIONS = {kind: spec.options for kind, spec in BROKERS.items()}
@@ -77,9 +90,15 @@ async def new_queue(broker: Broker) -> AsyncIterator[Callable[[], str]]:
 @pytest.fixture
 async def results(broker_kind: str) -> AsyncIterator[ResultBackend]:
     """A result backend to go with ``broker``: Redis (unique key prefix) beside a
-    networked broker, so several worker processes share it; memory beside memory."""
+    networked broker, so several worker processes share it; memory beside
+    memory; SQLite beside SQLite."""
     if broker_kind == "memory":
         yield MemoryResultBackend()
+        return
+    if broker_kind == "sqlite":  # no server at all
+        backend = SQLiteResultBackend(f"sqlite:///{tempfile.mkdtemp(dir=_SQLITE_DIR)}/results.db")
+        yield backend
+        await backend.aclose()
         return
     require_service(REDIS_URL)
     backend = RedisResultBackend(REDIS_URL, key_prefix=unique("aioack-test"))

@@ -37,6 +37,7 @@ __all__ = [
 #: URL scheme -> the broker class, and the pip extra that brings its client.
 SCHEMES: dict[str, Scheme] = {
     "memory": Scheme("aioack.brokers.memory", "MemoryBroker"),
+    "sqlite": Scheme("aioack.brokers.sqlite", "SQLiteBroker"),
     "redis": Scheme("aioack.brokers.redis", "RedisBroker", "redis"),
     "rediss": Scheme("aioack.brokers.redis", "RedisBroker", "redis"),
     "unix": Scheme("aioack.brokers.redis", "RedisBroker", "redis"),

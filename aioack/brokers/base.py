@@ -161,6 +161,11 @@ class BrokerCore(ABC):
                 a bad value.
         """
 
+    @property
+    def location(self) -> str:
+        """Where the broker is, for the worker's ready line: a URL, password masked."""
+        return type(self).__name__
+
     @abstractmethod
     async def connect(self) -> None:
         """Open connections. Idempotent.

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from pydantic import BaseModel, ConfigDict
 from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, wait_out
 from aioack.errors import BrokerUnavailable, StaleDelivery
 from aioack.urls import parse_options
+
+logger = logging.getLogger("aioack.brokers.memory")
 
 
 class _NoOptions(BaseModel):
@@ -68,6 +71,10 @@ class MemoryBroker(Broker):
         parse_options(url, options, _NoOptions, what="memory broker")
         return cls()
 
+    @property
+    def location(self) -> str:
+        return "memory:// (inside this process only)"
+
     # -- lifecycle ---------------------------------------------------------
 
     async def connect(self) -> None:
@@ -77,6 +84,14 @@ class MemoryBroker(Broker):
         for consumer in list(self._consumers):
             await consumer.close()
         self._open = False
+        left = sum(len(q) for q in self._ready.values()) + len(self._delayed)
+        if left:
+            # Nothing outlives this process here: say so rather than exit quietly.
+            logger.warning(
+                "memory broker closed holding %d messages: they are lost (memory:// keeps "
+                "nothing; use sqlite://, redis:// or amqp:// to keep them)",
+                left,
+            )
 
     async def declare(self, queues: Sequence[str]) -> None:
         self._check_open()

@@ -1,4 +1,4 @@
-"""Result backends, picked from a URL by scheme: ``memory://``, ``redis://``, ``rediss://``."""
+"""Result backends, picked from a URL by scheme: ``sqlite://``, ``redis://``, ``memory://``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ __all__ = [
 #: URL scheme -> the backend class, and the pip extra that brings its client.
 SCHEMES: dict[str, Scheme] = {
     "memory": Scheme("aioack.results.memory", "MemoryResultBackend"),
+    "sqlite": Scheme("aioack.results.sqlite", "SQLiteResultBackend"),
     "redis": Scheme("aioack.results.redis", "RedisResultBackend", "redis"),
     "rediss": Scheme("aioack.results.redis", "RedisResultBackend", "redis"),
 }

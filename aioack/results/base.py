@@ -115,6 +115,11 @@ class ResultBackend(ABC):
                 a bad value.
         """
 
+    @property
+    def location(self) -> str:
+        """Where the results are, for the worker's ready line: a URL, password masked."""
+        return type(self).__name__
+
     async def connect(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Open connections. Idempotent; the default does nothing.
 

@@ -50,6 +50,10 @@ class MemoryResultBackend(ResultBackend):
         self._final: dict[str, asyncio.Event] = {}
         self._keys: dict[str, _Key] = {}
 
+    @property
+    def location(self) -> str:
+        return "memory:// (inside this process only)"
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryResultBackend:
         """``memory://?result_expires=60``; typos refused."""

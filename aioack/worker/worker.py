@@ -193,8 +193,10 @@ class Worker:
             )
         consumer = await broker.consume(settings.queues, prefetch=settings.prefetch)
         logger.info(
-            "worker ready: broker=%s queues=%s concurrency=%d prefetch=%d tasks=%d",
-            type(broker).__name__,
+            "worker ready: broker=%s results=%s queues=%s concurrency=%d prefetch=%d tasks=%d "
+            "(elsewhere: --broker/--results or AIOACK_BROKER_URL/AIOACK_RESULTS_URL)",
+            broker.location,
+            self.results.location if self.results is not None else "none",
             ",".join(settings.queues),
             settings.concurrency,
             settings.prefetch,

@@ -17,7 +17,7 @@ from aioack import App
 from aioack.cli import ExitCode
 
 logging.basicConfig(level=logging.INFO)
-app = App()
+app = App("memory://")  # one process: enqueues and works in itself
 release = Path(os.environ["RELEASE_FILE"])
 
 

@@ -51,8 +51,24 @@ async def _redis_inject(broker: Broker, queue: str, body: bytes, fields: dict[st
     await broker._io.client.xadd(stream, {"body": body, **fields})  # type: ignore[attr-defined]
 
 
+async def _sqlite_inject(broker: Broker, queue: str, body: bytes, columns: dict[str, Any]) -> None:
+    # Any process with the file open can write a row: its values are wire input too.
+    values = {"queue": queue, "message_id": "hostile", "body": body, "ready_at": 0.0, **columns}
+    names = ", ".join(values)
+    marks = ", ".join("?" * len(values))
+
+    def insert(conn: Any) -> None:
+        conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", tuple(values.values()))
+
+    await broker._running().run(insert)  # type: ignore[attr-defined]
+
+
 Injector = Callable[[Broker, str, bytes, dict[str, Any]], Awaitable[None]]
-INJECTORS: dict[str, Injector] = {"rabbitmq": _amqp_inject, "redis": _redis_inject}
+INJECTORS: dict[str, Injector] = {
+    "rabbitmq": _amqp_inject,
+    "redis": _redis_inject,
+    "sqlite": _sqlite_inject,
+}
 
 CASES: dict[str, list[Case]] = {
     "rabbitmq": [
@@ -74,6 +90,15 @@ CASES: dict[str, list[Case]] = {
         Case("dc-text", {"dc": b"7\nforged"}, MALFORMED),
         Case("dc-empty", {"dc": b""}, MALFORMED),
         Case("extra-field", {"x": b"1"}, MALFORMED),
+    ],
+    "sqlite": [
+        # deliveries is counted before the claim adds one.
+        Case("deliveries-huge", {"deliveries": 2**62}, MALFORMED),
+        Case("deliveries-negative", {"deliveries": -5}, MALFORMED),
+        # (a numeric text would be coerced to an integer by the column's affinity)
+        Case("deliveries-float", {"deliveries": 1e300}, MALFORMED),
+        Case("redelivered-text", {"redelivered": "yes"}, MALFORMED),
+        Case("body-as-text", {"body": "not bytes\nforged"}, MALFORMED),
     ],
 }
 
@@ -110,7 +135,7 @@ async def test_hostile_metadata_never_crashes_the_worker_nor_switches_off_a_limi
             assert runs == [2]
             [letter] = letters
             assert letter.reason == "malformed", letter
-            assert letter.body == message.encode() or kind == "redis"
+            assert letter.body == message.encode() or kind in ("redis", "sqlite")
         assert (await broker.stats(queue)).pending == 0
         # No log line was forged: wire text never reaches a log with a raw newline.
         assert not any("\nforged" in r.getMessage() for r in caplog.records)

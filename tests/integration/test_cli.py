@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from tests.apps import simple
 from tests.support import REDIS_URL, require_service, unique
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A fresh SQLite file for a burst run that must find its queues empty.
+_EMPTY_SQLITE = f"sqlite:///{tempfile.mkdtemp(prefix='aioack-cli-')}/empty.db"
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +72,11 @@ def test_python_dash_m_aioack_runs() -> None:
             ["worker", "tests.apps.simple:app", "--results", "redis://127.0.0.1:1/0", "--burst"],
             ExitCode.BROKER_UNAVAILABLE,
         ),
-        (["worker", "tests.apps.simple:app", "--broker", "memory://", "--burst"], ExitCode.OK),
+        (
+            ["worker", "tests.apps.simple:app", "--broker", "memory://", "--burst"],
+            ExitCode.CONFIG_ERROR,
+        ),
+        (["worker", "tests.apps.simple:app", "--broker", _EMPTY_SQLITE, "--burst"], ExitCode.OK),
         (["worker", "tests.apps.simple:app", "--hook", "no.such:hook"], ExitCode.CONFIG_ERROR),
         (
             ["worker", "tests.apps.simple:app", "--hook", "tests.apps.simple:not_an_app"],
@@ -87,6 +94,7 @@ def test_python_dash_m_aioack_runs() -> None:
         "broker-down",
         "bad-results-scheme",
         "results-down",
+        "memory-refused",
         "burst-empty",
         "hook-not-found",
         "hook-observes-nothing",
@@ -101,7 +109,7 @@ def test_hook_flag_registers_a_hook_in_a_worker_process(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             *(sys.executable, "-m", "aioack", "worker", "tests.apps.simple:app", "--burst"),
-            *("--broker", "memory://", "--hook", "tests.apps.simple:MarkStarted"),
+            *("--broker", f"sqlite:///{tmp_path}/q.db", "--hook", "tests.apps.simple:MarkStarted"),
         ],
         env={**os.environ, "AIOACK_TEST_MARK": str(mark)},
         capture_output=True,

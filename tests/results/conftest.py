@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
 from aioack.results import MemoryResultBackend, ResultBackend
 from aioack.results.redis import RedisResultBackend
+from aioack.results.sqlite import SQLiteResultBackend
 from tests.support import REDIS_URL, require_service, unique
 
-RESULT_KINDS = ["memory", "redis"]
+RESULT_KINDS = ["memory", "redis", "sqlite"]
 
 BackendFactory = Callable[..., ResultBackend]
 
@@ -21,13 +23,15 @@ def results_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make_backend(results_kind: str) -> AsyncIterator[BackendFactory]:
+async def make_backend(results_kind: str, tmp_path: Path) -> AsyncIterator[BackendFactory]:
     """Backends with a unique key prefix per test (no FLUSHALL); keys deleted afterwards."""
     made: list[ResultBackend] = []
 
     def make(**options: float) -> ResultBackend:
         if results_kind == "memory":
             backend: ResultBackend = MemoryResultBackend(**options)
+        elif results_kind == "sqlite":
+            backend = SQLiteResultBackend(f"sqlite:///{tmp_path}/results.db", **options)
         else:
             require_service(REDIS_URL)
             backend = RedisResultBackend(REDIS_URL, key_prefix=unique("aioack-test"), **options)

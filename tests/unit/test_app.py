@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 
 from aioack import App, ConfigurationError, InvalidArguments, MessageTooLarge, TaskContext
 from aioack.brokers import MemoryBroker
+from aioack.brokers.sqlite import SQLiteBroker
 from aioack.message import Message
 
 
@@ -188,5 +190,30 @@ def test_result_backend_typos_are_refused_at_construction(url: str, message: str
         App(results=url)
 
 
-def test_app_without_broker_uses_the_embedded_memory_broker() -> None:
-    assert isinstance(App().broker, MemoryBroker)
+def test_app_without_broker_uses_the_environment_then_the_sqlite_file_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AIOACK_BROKER_URL", raising=False)
+    monkeypatch.delenv("AIOACK_RESULTS_URL", raising=False)
+    app = App()
+    assert isinstance(app.broker, SQLiteBroker)
+    assert app.broker.location == "sqlite:///aioack.db" and app.results is None
+    monkeypatch.setenv("AIOACK_BROKER_URL", "memory://")
+    monkeypatch.setenv("AIOACK_RESULTS_URL", "memory://")
+    from_env = App()
+    assert isinstance(from_env.broker, MemoryBroker) and from_env.results is not None
+    # What the code names wins over the environment.
+    assert isinstance(App(f"sqlite:///{tmp_path}/x.db").broker, SQLiteBroker)
+
+
+async def test_the_default_file_is_made_in_the_current_directory_on_connect(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AIOACK_BROKER_URL", raising=False)
+    app = App()
+    assert not (tmp_path / "aioack.db").exists(), "building an App touches no file"
+    async with app:
+        assert app.broker.location == f"sqlite:///{tmp_path / 'aioack.db'}"
+    assert (tmp_path / "aioack.db").exists()

@@ -37,6 +37,7 @@ from aioack.brokers.rabbitmq.delays import MAX_QUEUE_NAME_BYTES, DelayLevels, de
 from aioack.brokers.rabbitmq.errors import translated, translated_publish, translated_settle
 from aioack.brokers.rabbitmq.options import parse_url
 from aioack.errors import BrokerUnavailable, PublishFailed, StaleDelivery
+from aioack.urls import masked
 
 logger = logging.getLogger("aioack.brokers.rabbitmq")
 
@@ -61,6 +62,10 @@ class RabbitMQBroker(Broker):
         self._largest_read: dict[str, int] = {}
         self._connect_lock = asyncio.Lock()
 
+    @property
+    def location(self) -> str:
+        return masked(self._url)
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RabbitMQBroker:
         """``amqp://user:pass@host:5672/vhost?queue_type=classic&delivery_limit=5``."""
@@ -73,7 +78,7 @@ class RabbitMQBroker(Broker):
             if self._conn is not None and not self._conn.is_closed:
                 return
             opts = self.options
-            with translated(f"connect to {_safe(self._url)}"):
+            with translated(f"connect to {masked(self._url)}"):
                 self._conn = await aio_pika.connect_robust(
                     self._url,
                     timeout=opts.connect_timeout_s,
@@ -410,12 +415,3 @@ class RabbitMQBroker(Broker):
                     "rabbitmq.conf and pass consumer_timeout_s"
                 )
         return warnings
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    head, sep, tail = url.rpartition("@")
-    if not sep:
-        return url
-    scheme, _, creds = head.partition("://")
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{tail}"

@@ -40,6 +40,7 @@ from aioack.errors import (
     PublishFailed,
     StaleDelivery,
 )
+from aioack.urls import masked
 
 logger = logging.getLogger("aioack.brokers.redis")
 
@@ -51,6 +52,7 @@ class RedisBroker(Broker):
 
     def __init__(self, url: str = DEFAULT_URL, **options: object) -> None:
         redis_url, self.options = parse_url(url, options)
+        self._url = redis_url
         opts = self.options
         vt_s = opts.visibility_timeout
         # Three renewals per lease: one late or lost renewal is not yet a lost lease.
@@ -73,6 +75,10 @@ class RedisBroker(Broker):
             renew_after_s=self.lease_check_interval_s,
             forget_idle_s=max(10 * vt_s, 600.0),
         )
+
+    @property
+    def location(self) -> str:
+        return masked(self._url)
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> RedisBroker:

@@ -39,7 +39,7 @@ from aioack.results.base import (
     ResultRecord,
 )
 from aioack.results.redis.writes import Command, WriteBatcher
-from aioack.urls import REDIS_CLIENT_QUERY, parse_options
+from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
 
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -128,6 +128,10 @@ class RedisResultBackend(ResultBackend):
         self.prefix = opts.key_prefix
         self._url = redis_url
         self._session: _Session | None = None
+
+    @property
+    def location(self) -> str:
+        return masked(self._url)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisResultBackend:
