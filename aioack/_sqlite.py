@@ -241,7 +241,16 @@ class SQLiteIO:
             for op in ops:
                 op.loop.call_soon_threadsafe(_fail, op.future, error)
             return
-        outcomes = [self._run_one(op, conn) for op in ops]
+        outcomes: list[tuple[bool, Any]] = []
+        for op in ops:
+            outcomes.append(self._run_one(op, conn))
+            if not conn.in_transaction:
+                # SQLite rolled the whole transaction back itself (a full disk, an
+                # I/O error): nothing of this round was written, so no op succeeded.
+                error = outcomes[-1][1]
+                for failed in ops:
+                    failed.loop.call_soon_threadsafe(_fail, failed.future, error)
+                return
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # disk full, I/O error: nothing was written
@@ -259,9 +268,10 @@ class SQLiteIO:
         try:
             result = op.fn(conn)
         except BaseException as exc:
-            if op.atomic:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
+            if op.atomic and conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # gone with a rolled-back transaction
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
             return False, _translated(exc, "write")
         if op.atomic:
             conn.execute("RELEASE op")

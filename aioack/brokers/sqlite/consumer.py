@@ -97,8 +97,7 @@ class SQLiteConsumer(Consumer):
                 await self._wait_for_slot(remaining_s)
                 continue
             if self._look or (self._wake_at is not None and time.time() >= self._wake_at):
-                self._look = False
-                await self._claim(free)
+                await self._claim(free)  # a claim that failed leaves _look set: tried again
                 if self._ready:
                     continue
             if remaining_s <= 0:
@@ -115,6 +114,7 @@ class SQLiteConsumer(Consumer):
             self._wake_at = await self.io.run(
                 functools.partial(queries.wake_at, queues=self._queues, now=now), write=False
             )
+            self._look = False
             return
         rows, self._wake_at = await self.io.run(
             functools.partial(
@@ -126,6 +126,7 @@ class SQLiteConsumer(Consumer):
                 lease_until=now + self._lease_s,
             )
         )
+        self._look = False
         for row in rows:
             self._accept(row)
 
