@@ -99,11 +99,14 @@ def create(
     return tasks, api
 
 
-_broker = os.environ.get("AIOACK_BROKER_URL", "memory://")
-_embedded = _broker.startswith("memory:")
+# No servers needed: the embedded default (one SQLite file, durable) for the
+# queue and the results, and a worker inside the service. Point both at Redis
+# (or the queue at RabbitMQ) to run workers as their own processes.
+_broker = os.environ.get("AIOACK_BROKER_URL", "sqlite://")
+_embedded = _broker.startswith(("sqlite:", "memory:"))
 tasks, app = create(
     _broker,
-    os.environ.get("AIOACK_RESULTS_URL", "memory://"),
+    os.environ.get("AIOACK_RESULTS_URL", "sqlite://"),
     queue=os.environ.get("AIOACK_EXAMPLE_QUEUE", "orders"),
     embedded_worker=os.environ.get("AIOACK_EMBEDDED_WORKER", "1" if _embedded else "0") == "1",
 )

@@ -1,82 +1,45 @@
-"""A tour of aioack on the embedded, in-process broker: no server needed.
+"""A tour of aioack on its embedded default broker: a real worker, no server.
 
 Run it from the repository root:
 
-    python examples/quickstart.py        # add -v to see the worker's log lines
+    python examples/quickstart.py
 
-It defines a few tasks, enqueues some runs, runs a worker until the queue is
-empty, then prints what happened, including a dead letter.
+This process enqueues some runs; then a separate worker process,
+``python -m aioack worker examples.quickstart_tasks:app --burst``, works
+through them and says what became of each (done, retried, dead-lettered);
+then this process reads the dead letters back. Both processes share one
+SQLite file: the broker is a file, durable, and needs no server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
+import subprocess
 import sys
-import time
+import tempfile
+from pathlib import Path
 
-from aioack import App, Retry, TaskContext
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script, Python puts only examples/ on the path
 
-# No broker given: the App uses the embedded in-process broker (memory://).
-# It keeps nothing on disk; it is for scripts, tests and this tour.
-app = App()
+# A fresh file each run, named the documented way (AIOACK_BROKER_URL): the
+# worker process gets it from the environment too. Without it, both would
+# use the default, aioack.db in the current directory.
+QUEUE_FILE = Path(tempfile.mkdtemp(prefix="aioack-quickstart-")) / "queue.db"
+os.environ["AIOACK_BROKER_URL"] = f"sqlite:///{QUEUE_FILE}"
 
-QUEUE = "default"
-#: What the tasks did, in order, for the summary at the end.
-events: list[str] = []
-#: Attempts before the flaky service "comes back".
-flaky_attempts: dict[str, int] = {}
-
-
-class ServiceDown(Exception):
-    """The remote service did not answer (the flaky task raises it)."""
-
-
-@app.task
-async def send_welcome(user_id: int, email: str) -> None:
-    """An async task: it runs on the worker's event loop."""
-    await asyncio.sleep(0.01)  # stands in for an HTTP call
-    events.append(f"welcome mail sent to user {user_id} <{email}>")
+from examples.quickstart_tasks import (  # noqa: E402 (after the environment is set)
+    app,
+    charge_card,
+    poll_report,
+    resize_image,
+    send_welcome,
+    sync_crm,
+)
 
 
-@app.task(autoretry_for=(ServiceDown,), max_retries=4, retry_backoff=0.05, retry_backoff_max=0.2)
-async def sync_crm(account: str) -> None:
-    """Retried on ServiceDown, with exponential backoff from 0.05 s (full jitter)."""
-    flaky_attempts[account] = flaky_attempts.get(account, 0) + 1
-    if flaky_attempts[account] < 3:
-        raise ServiceDown(f"CRM timed out for {account}")
-    events.append(f"CRM synced for {account} after {flaky_attempts[account]} attempts")
-
-
-@app.task(max_retries=2)
-async def poll_report(ctx: TaskContext, report_id: str) -> None:
-    """Asks for its own context: which attempt this is, and how it was delivered."""
-    if ctx.attempt < 2:
-        # Not ready yet: run again in 0.05 s (countdown overrides the backoff).
-        raise Retry(countdown=0.05, reason="report not ready")
-    events.append(f"report {report_id} fetched on attempt {ctx.attempt} (task id {ctx.id})")
-
-
-@app.task
-def resize_image(path: str, width: int = 640) -> None:
-    """A plain def: it runs in a worker thread, so it never blocks the loop."""
-    time.sleep(0.02)  # stands in for CPU or blocking I/O
-    events.append(f"resized {path} to {width}px")
-
-
-@app.task(autoretry_for=(ConnectionError,), max_retries=1, retry_backoff=0.05)
-async def charge_card(order_id: int) -> None:
-    """Always fails: once its one retry is spent, it is dead-lettered, not dropped."""
-    raise ConnectionError(f"payment gateway unreachable for order {order_id}")
-
-
-async def main() -> None:
-    # -v shows one log line per task start and settle (and failures with tracebacks).
-    verbose = "-v" in sys.argv[1:]
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.ERROR,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+async def enqueue() -> None:
     async with app:
         # delay() checks the arguments against the signature, then publishes.
         await send_welcome.delay(42, "ada@example.com")
@@ -86,28 +49,34 @@ async def main() -> None:
         # apply_async() takes options: this run becomes ready in 0.1 s.
         await send_welcome.apply_async(args=(7, "grace@example.com"), countdown=0.1)
         await charge_card.delay(1001)
-
         # A wrong argument fails here, at the call site, not later in a worker.
         try:
             await send_welcome.delay("not a number", "bob@example.com")  # type: ignore[arg-type]
         except TypeError as exc:
-            print(f"refused at the call site: {exc}\n")
+            print(f"refused at the call site: {str(exc).splitlines()[0]}")
+    print(f"enqueued 6 runs into {QUEUE_FILE}\n")
 
-        # burst=True: return once the queue holds nothing ready, delayed or running.
-        started = time.monotonic()
-        await app.worker(concurrency=4).run(burst=True)
-        print(f"worker drained the queue in {time.monotonic() - started:.2f}s:")
-        for line in events:
-            print(f"  - {line}")
 
-        # charge_card failed for good: it sits in the dead-letter store, with why.
-        for letter in await app.broker.dead_letters(QUEUE):
-            print(f"\ndead letter: reason={letter.reason} attempt={letter.attempt}")
+def work() -> int:
+    """A separate worker process, as in production; --burst: exit once all is done."""
+    command = [sys.executable, "-m", "aioack", "worker", "examples.quickstart_tasks:app"]
+    command += ["--burst", "-c", "4", "--hook", "examples.quickstart_tasks:Narrate"]
+    command += ["--log-level", "ERROR"]
+    print("$ " + " ".join(["python", *command[1:]]))
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+async def show_dead_letters() -> None:
+    async with app:
+        for letter in await app.broker.dead_letters("default"):
+            print(f"\ndead letter kept in {QUEUE_FILE.name}: reason={letter.reason}")
             print(f"  error: {letter.error}")
-            print(f"  detail: {letter.detail}")
-            last_line = (letter.traceback or "").strip().splitlines()[-1:]
-            print(f"  traceback ends with: {last_line[0] if last_line else '-'}")
+            last = (letter.traceback or "").strip().splitlines()[-1:]
+            print(f"  traceback ends with: {last[0] if last else '-'}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(enqueue())
+    code = work()
+    print(f"\nthe worker exited with {code} (0: every queue empty)")
+    asyncio.run(show_dead_letters())

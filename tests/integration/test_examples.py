@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.support import REDIS_URL, require_service
 
@@ -42,3 +46,65 @@ def test_timing_hook_example_sees_every_run_and_settle() -> None:
     assert lines[0].startswith("broken: 1 runs, longest ")
     assert lines[1].startswith("resize: 3 runs, longest ")
     assert lines[2:] == ["ack: 3", "dead_letter (failed): 1"]
+
+
+QUICKSTART_SETTLES = [
+    "sync_crm attempt 1: failed, retry",
+    "sync_crm attempt 3: done, acked",
+    "poll_report attempt 2: done, acked",
+    "resize_image attempt 1: done, acked",
+    "charge_card attempt 2: dead-lettered (failed: ConnectionError",
+]
+
+
+def _check_quickstart(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "refused at the call site: send_welcome: argument 'user_id'" in out
+    assert "enqueued 6 runs into" in out
+    assert out.count("send_welcome attempt 1: done, acked") == 2
+    for line in QUICKSTART_SETTLES:
+        assert line in out, line
+    assert "the worker exited with 0" in out
+    assert "dead letter kept in queue.db: reason=failed" in out
+
+
+def test_the_quickstart_runs_a_worker_process_on_the_embedded_default() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/quickstart.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    _check_quickstart(done)
+
+
+@pytest.mark.slow
+def test_the_quickstart_needs_no_server_and_no_client_library(tmp_path: Path) -> None:
+    # As a new user: `pip install aioack` alone (no redis, no aio-pika: neither
+    # server can even be reached), then the README's first command.
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(python), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    for client in ("redis", "aio_pika"):
+        probe = subprocess.run([python, "-c", f"import {client}"], capture_output=True)
+        assert probe.returncode != 0, f"{client} is installed: this test proves nothing"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOACK_")}
+    done = subprocess.run(
+        [python, "examples/quickstart.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    _check_quickstart(done)

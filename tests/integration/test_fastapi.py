@@ -184,13 +184,17 @@ async def test_shutdown_with_tasks_in_flight_hands_them_back(
     assert (stats.ready, stats.unacked) == (1, 0), f"not handed back: {stats}"
 
 
-async def test_the_example_runs_with_uvicorn_as_documented() -> None:
-    """A new user's first run: `uvicorn examples.fastapi_app:app`, no servers, no settings."""
+async def test_the_example_runs_with_uvicorn_as_documented(tmp_path: Path) -> None:
+    """A new user's first run: `uvicorn examples.fastapi_app:app`, no servers, no settings.
+
+    From an empty directory (the default aioack.db is made there, not in the repository).
+    """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOACK_")}
     server = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port)],
-        cwd=ROOT,
+        *["--app-dir", str(ROOT)],
+        cwd=tmp_path,
         env=env,
     )
     try:
@@ -210,3 +214,4 @@ async def test_the_example_runs_with_uvicorn_as_documented() -> None:
         server.terminate()
         # uvicorn re-raises the SIGTERM it handled once its shutdown (our lifespan) is done.
         assert await asyncio.wait_for(server.wait(), 15) in (0, -signal.SIGTERM)
+    assert (tmp_path / "aioack.db").exists(), "the queue and results were in the default file"
