@@ -1,0 +1,67 @@
+"""The command line's entry: one parser, one subcommand module per command.
+
+A command module has ``add(subparsers, epilog)``, which sets ``run`` (a
+function ``args -> exit code``) as the parser's default. Errors common to
+every command become the exit codes of ``codes.ExitCode`` here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from aioack.cli import worker
+from aioack.cli.codes import ExitCode
+from aioack.cli.loading import AppNotFound
+from aioack.errors import BrokerUnavailable, ConfigurationError
+
+EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code.value}  {code.name}" for code in ExitCode)
+
+#: Every command, in the order ``--help`` lists them.
+COMMANDS = [worker]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m aioack",
+        description="aioack: an asyncio task queue with acknowledgement done right.",
+        epilog="\n".join(module.EXAMPLES for module in COMMANDS) + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add(commands, EXIT_CODES)
+    for sub in commands.choices.values():
+        sub.add_argument(
+            "--log-level",
+            default="INFO",
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help="(INFO)",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on errors (2)
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("aioack.cli")
+    try:
+        code: int = args.run(args)
+    except AppNotFound as exc:
+        log.error("%s", exc)
+        return ExitCode.APP_NOT_FOUND
+    except (ConfigurationError, ValidationError) as exc:
+        log.error("configuration error: %s", exc)
+        return ExitCode.CONFIG_ERROR
+    except BrokerUnavailable as exc:
+        log.error("broker unavailable: %s", exc)
+        return ExitCode.BROKER_UNAVAILABLE
+    return code
