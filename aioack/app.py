@@ -17,7 +17,7 @@ from aioack.options import TaskOptions
 from aioack.results import ResultBackend, backend_from_url
 from aioack.task import AsyncResult, Task, TaskContext
 from aioack.urls import explain
-from aioack.worker import Worker, WorkerSettings
+from aioack.worker import Redactor, Worker, WorkerSettings
 
 logger = logging.getLogger("aioack.app")
 
@@ -267,11 +267,15 @@ class App:
         shutdown_timeout: float = 30.0,
         cancel_on_lost_delivery: bool = True,
         hooks: Iterable[object] = (),
+        log_values: Redactor | None = None,
     ) -> Worker:
         """A Worker over ``queues`` (default: every queue the tasks use).
 
         It gets this App's tasks, broker, result backend and hooks (plus
-        ``hooks`` for this worker only), not the App itself.
+        ``hooks`` for this worker only), not the App itself. ``log_values``:
+        a redactor deciding what of task arguments and return values the log
+        lines may carry (nothing without one): ``(task, "arguments" or
+        "result", JSON value) -> what to log, or None``.
 
         Raises:
             ConfigurationError: a bad setting (the message says which).
@@ -294,6 +298,7 @@ class App:
             settings,
             results=self.results,
             hooks=Hooks([*self.hooks, *hooks]),
+            log_values=log_values,
         )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import cast
 
 from aioack.app import App
 from aioack.errors import ConfigurationError
 from aioack.hooks import check as check_hook
+from aioack.worker import Redactor
 
 
 class AppNotFound(Exception):
@@ -44,6 +46,23 @@ def load_hook(spec: str) -> object:
         raise ConfigurationError(f"--hook {spec}: {exc}") from exc
     check_hook(hook)
     return hook
+
+
+def load_redactor(spec: str) -> Redactor:
+    """Import the ``--log-values`` redactor: a callable ``(task, what, value) -> value``.
+
+    Raises:
+        ConfigurationError: it cannot be imported, or is not callable.
+    """
+    try:
+        redactor = _load(spec)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"--log-values {spec}: {exc}") from exc
+    if not callable(redactor):
+        raise ConfigurationError(
+            f"--log-values {spec}: a {type(redactor).__name__} is not callable"
+        )
+    return cast(Redactor, redactor)
 
 
 def _load(spec: str) -> object:

@@ -17,6 +17,7 @@ from aioack.cli import worker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import AppNotFound
 from aioack.errors import BrokerUnavailable, ConfigurationError
+from aioack.observe import logs
 
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code.value}  {code.name}" for code in ExitCode)
 
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["DEBUG", "INFO", "WARNING", "ERROR"],
             help="(INFO)",
         )
+        sub.add_argument(
+            "--log-format",
+            default="text",
+            choices=["text", "json"],
+            help="text: one greppable line per event; json: one object per line (text)",
+        )
     return parser
 
 
@@ -49,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and on errors (2)
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     log = logging.getLogger("aioack.cli")
     try:
         code: int = args.run(args)

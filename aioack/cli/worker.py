@@ -9,7 +9,7 @@ import logging
 from aioack.app import ENV_BROKER_URL, ENV_RESULTS_URL, App
 from aioack.brokers import MemoryBroker
 from aioack.cli.codes import ExitCode
-from aioack.cli.loading import load_app, load_hook
+from aioack.cli.loading import load_app, load_hook, load_redactor
 from aioack.errors import ConfigurationError
 from aioack.worker import CLOSE_ALLOWANCE_S
 
@@ -50,6 +50,12 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         default=[],
         metavar="MODULE:ATTR",
         help="a hook (see docs/hooks.md): an object, or a class made with no arguments; repeatable",
+    )
+    worker.add_argument(
+        "--log-values",
+        metavar="MODULE:ATTR",
+        help="a redactor (task, 'arguments' or 'result', value) -> what to log, or None: "
+        "without it, no task argument or return value is ever logged",
     )
     worker.set_defaults(run=run)
 
@@ -100,6 +106,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
         prefetch=args.prefetch,
         shutdown_timeout=args.shutdown_timeout,
         hooks=[load_hook(spec) for spec in args.hook],
+        log_values=load_redactor(args.log_values) if args.log_values else None,
     )
     try:
         await worker.run(burst=args.burst, install_signal_handlers=True)

@@ -5,7 +5,7 @@ broker to move and settle deliveries (``BrokerCore``), a result store, its
 settings and hooks; never the App (``App.worker()`` builds one).
 """
 
-from aioack.worker.settings import CLOSE_ALLOWANCE_S, WorkerSettings
+from aioack.worker.settings import CLOSE_ALLOWANCE_S, Redactor, WorkerSettings
 from aioack.worker.worker import Worker
 
-__all__ = ["CLOSE_ALLOWANCE_S", "Worker", "WorkerSettings"]
+__all__ = ["CLOSE_ALLOWANCE_S", "Redactor", "Worker", "WorkerSettings"]

@@ -29,6 +29,20 @@ logger = logging.getLogger("aioack.worker")
 #: is unreachable.
 SETTLE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
+#: The ``event`` field of a settle's log line, by action.
+_EVENTS = {
+    ActionKind.ACK: "acked",
+    ActionKind.RETRY: "retry_scheduled",
+    ActionKind.DEFER: "deferred",
+    ActionKind.REQUEUE: "requeued",
+    ActionKind.RELEASE: "released",
+    ActionKind.DEAD_LETTER: "dead_lettered",
+    ActionKind.NOTHING: "settled_before",
+}
+
+#: A settle whose return value is not to be logged (no redactor, or not a success).
+NO_RESULT = object()
+
 
 @dataclass(eq=False, slots=True)
 class Held:
@@ -55,14 +69,34 @@ class Held:
     def attempt(self) -> int | None:
         return self.message.attempt if self.message else None
 
+    def fields(self, event: str, worker_id: str, **more: object) -> dict[str, object]:
+        """The structured fields of a log line about this delivery (``extra=``)."""
+        message, delivery = self.message, self.delivery
+        return {
+            "event": event,
+            "task": message.task if message else None,
+            "task_id": message.id if message else None,
+            "queue": delivery.queue,
+            "attempt": message.attempt if message else None,
+            "delivery_count": delivery.delivery_count,
+            "worker_id": worker_id,
+            **more,
+        }
+
 
 class AckManager:
     """Owns held deliveries and settles each once, through the broker."""
 
     def __init__(
-        self, broker: BrokerCore, *, on_lost: Callable[[Held], None], hooks: Hooks | None = None
+        self,
+        broker: BrokerCore,
+        *,
+        on_lost: Callable[[Held], None],
+        hooks: Hooks | None = None,
+        worker_id: str = "",
     ) -> None:
         self._broker = broker
+        self._worker_id = worker_id
         self._on_lost = on_lost
         self._hooks = hooks if hooks is not None else Hooks()
         self._held: dict[int, Held] = {}
@@ -87,7 +121,12 @@ class AckManager:
         """
         self._claim(held)
         await self._call(held, ActionKind.ACK, lambda: self._broker.ack(held.delivery))
-        logger.info("task %s attempt %s acked early", held.label, held.attempt)
+        logger.info(
+            "task %s attempt %s acked early",
+            held.label,
+            held.attempt,
+            extra=held.fields("acked_early", self._worker_id),
+        )
 
     async def settle(
         self,
@@ -97,8 +136,11 @@ class AckManager:
         retry_body: bytes | None = None,
         error: BaseException | None = None,
         traceback_text: str | None = None,
+        logged_result: object = NO_RESULT,
     ) -> None:
         """Carry out ``action`` for ``held``; the delivery is forgotten afterwards.
+
+        ``logged_result``: the return value as a redactor let it be logged.
 
         A delivery already settled (early ack) gets copy-based actions only:
         a retry publishes, a dead letter is added; the delivery is not touched.
@@ -121,7 +163,7 @@ class AckManager:
             if action.kind in (ActionKind.RETRY, ActionKind.DEFER) and not held.lost:
                 due = time.monotonic() + action.delay_s
                 self.delayed_until = max(self.delayed_until, due)
-            self._log_settled(held, action, error)
+            self._log_settled(held, action, error, logged_result)
             if self._hooks.observes_settles:
                 self._emit_settled(held, action)
         finally:
@@ -268,6 +310,7 @@ class AckManager:
                     word,
                     kind.value,
                     exc,
+                    extra=held.fields(f"{word}_lost", self._worker_id, action=kind.value),
                 )
                 return
             except BrokerUnavailable as exc:
@@ -278,6 +321,7 @@ class AckManager:
                         held.label,
                         kind.value,
                         exc,
+                        extra=held.fields("lost", self._worker_id, action=kind.value),
                     )
                     return
                 await asyncio.sleep(jittered(delay_s))
@@ -318,13 +362,38 @@ class AckManager:
             message_id=message.id if message else None,
         )
 
-    def _log_settled(self, held: Held, action: Action, error: BaseException | None) -> None:
+    def _log_settled(
+        self, held: Held, action: Action, error: BaseException | None, result: object
+    ) -> None:
         level = logging.ERROR if action.kind is ActionKind.DEAD_LETTER else logging.INFO
         if not logger.isEnabledFor(level):
             return  # the hot path builds no log text nobody reads
-        elapsed = f"{time.monotonic() - held.started_at:.3f}s" if held.started_at else "-"
+        elapsed_s = time.monotonic() - held.started_at if held.started_at else None
+        elapsed = f"{elapsed_s:.3f}s" if elapsed_s is not None else "-"
         what = _describe(action, held)
-        logger.log(level, "task %s attempt %s %s after %s", held.label, held.attempt, what, elapsed)
+        fields = held.fields(
+            "lost" if held.lost else _EVENTS.get(action.kind, action.kind.value),
+            self._worker_id,
+            action=action.kind.value,
+            duration_s=elapsed_s,
+        )
+        if action.kind is ActionKind.DEAD_LETTER:
+            fields |= {"reason": action.reason, "detail": action.detail}
+        elif action.kind in (ActionKind.RETRY, ActionKind.DEFER):
+            fields["delay_s"] = action.delay_s
+        if error is not None:
+            fields["error"] = f"{type(error).__name__}: {error}"
+        if result is not NO_RESULT:
+            fields["result"] = result
+        logger.log(
+            level,
+            "task %s attempt %s %s after %s",
+            held.label,
+            held.attempt,
+            what,
+            elapsed,
+            extra=fields,
+        )
 
     # -- leases ------------------------------------------------------------
 
@@ -359,7 +428,9 @@ class AckManager:
                 h.settled = True
                 self._mark_lost(h)
                 logger.warning(
-                    "task %s lost its delivery (lease or channel); it will be redelivered", h.label
+                    "task %s lost its delivery (lease or channel); it will be redelivered",
+                    h.label,
+                    extra=h.fields("lost", self._worker_id),
                 )
                 with contextlib.suppress(Exception):
                     self._on_lost(h)

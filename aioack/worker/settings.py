@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES
 from aioack.options import check_queue_name
+
+#: Decides what of a task's arguments or return value may be logged:
+#: (task name, "arguments" or "result", the JSON value) -> what to log, or None.
+Redactor = Callable[[str, str, Any], Any]
 
 #: Seconds a stopping worker still gives closing steps (consumer, connection)
 #: after its grace deadline, so a stop is bounded by shutdown_timeout + this.

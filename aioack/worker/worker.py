@@ -36,10 +36,10 @@ from aioack.errors import BrokerError, ConfigurationError
 from aioack.hooks import ConnectionEvent, DeliveryEvent, FinishedEvent, Hooks, WorkerEvent
 from aioack.results.base import ResultBackend
 from aioack.task import CURRENT_TASK_ID, Task
-from aioack.worker.ackmanager import AckManager, Held
+from aioack.worker.ackmanager import NO_RESULT, AckManager, Held
 from aioack.worker.resultflow import ResultFlow
 from aioack.worker.runner import Checks, Job, RunResult, execute, prepare
-from aioack.worker.settings import CLOSE_ALLOWANCE_S, WorkerSettings
+from aioack.worker.settings import CLOSE_ALLOWANCE_S, Redactor, WorkerSettings
 from aioack.worker.shutdown import Stopping, signals
 
 logger = logging.getLogger("aioack.worker")
@@ -70,8 +70,12 @@ class Worker:
         *,
         results: ResultBackend | None = None,
         hooks: Hooks | Iterable[object] = (),
+        log_values: Redactor | None = None,
     ) -> None:
         self.tasks = tasks
+        #: Decides what of arguments and return values the log lines may carry
+        #: (none without it).
+        self.log_values = log_values
         self.broker = broker
         self.results = results
         self.settings = settings
@@ -130,7 +134,9 @@ class Worker:
         if burst and not isinstance(self.broker, BrokerAdmin):
             raise ConfigurationError("burst mode needs a broker that can count its queues")
         consumer = await self._start()
-        acks = self._acks = AckManager(self.broker, on_lost=self._on_lost, hooks=self.hooks)
+        acks = self._acks = AckManager(
+            self.broker, on_lost=self._on_lost, hooks=self.hooks, worker_id=self.id
+        )
         consumer.watch_losses(acks.wake)
         receive = self._loops.start(self._receive(consumer, acks, burst), name="aioack-receive")
         dispatch = self._loops.start(self._dispatch(), name="aioack-dispatch")
@@ -192,15 +198,25 @@ class Worker:
                 settings.prefetch,
             )
         consumer = await broker.consume(settings.queues, prefetch=settings.prefetch)
+        results = self.results.location if self.results is not None else "none"
         logger.info(
             "worker ready: broker=%s results=%s queues=%s concurrency=%d prefetch=%d tasks=%d "
             "(elsewhere: --broker/--results or AIOACK_BROKER_URL/AIOACK_RESULTS_URL)",
             broker.location,
-            self.results.location if self.results is not None else "none",
+            results,
             ",".join(settings.queues),
             settings.concurrency,
             settings.prefetch,
             len(self.tasks),
+            extra={
+                "event": "worker_started",
+                "worker_id": self.id,
+                "broker": broker.location,
+                "results": results,
+                "queues": list(settings.queues),
+                "concurrency": settings.concurrency,
+                "prefetch": settings.prefetch,
+            },
         )
         return consumer
 
@@ -229,7 +245,12 @@ class Worker:
             except BrokerError as exc:
                 self._connection(lost=exc)
                 backoff_s = min(MAX_RECONNECT_BACKOFF_S, backoff_s * 2 or 0.1)
-                logger.warning("receive failed (%s); retrying in about %.1fs", exc, backoff_s)
+                logger.warning(
+                    "receive failed (%s); retrying in about %.1fs",
+                    exc,
+                    backoff_s,
+                    extra={"event": "connection_lost", "worker_id": self.id, "error": str(exc)},
+                )
                 await asyncio.sleep(jittered(backoff_s))  # a fleet must not return in lockstep
                 continue
             if backoff_s:
@@ -261,7 +282,10 @@ class Worker:
                 hooks.emit(hooks.on_connection_lost, event)
         elif lost is None and self._connection_lost:
             self._connection_lost = False
-            logger.info("receiving again: the broker connection is back")
+            logger.info(
+                "receiving again: the broker connection is back",
+                extra={"event": "connection_restored", "worker_id": self.id},
+            )
             if hooks.on_connection_restored:
                 event = ConnectionEvent(type(self.broker).__name__)
                 hooks.emit(hooks.on_connection_restored, event)
@@ -279,6 +303,21 @@ class Worker:
             logger.exception("could not dead-letter it either; the broker will redeliver it")
 
     async def _admit(self, held: Held, acks: AckManager) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            delivery = held.delivery
+            logger.debug(
+                "delivery received on %s (delivery %d%s)",
+                delivery.queue,
+                delivery.delivery_count,
+                ", redelivered" if delivery.redelivered else "",
+                extra={
+                    "event": "received",
+                    "queue": delivery.queue,
+                    "delivery_count": delivery.delivery_count,
+                    "redelivered": delivery.redelivered,
+                    "worker_id": self.id,
+                },
+            )
         hooks = self.hooks
         if hooks.on_received:
             delivery = held.delivery
@@ -344,13 +383,15 @@ class Worker:
                 # ending (cancelled, in its cleanup): never two runs of it at once.
                 await asyncio.wait({winding_down})
             held.started_at = time.monotonic()
-            logger.info(
-                "task %s attempt %d started (delivery %d%s)",
-                held.label,
-                job.context.attempt,
-                job.context.delivery_count,
-                ", redelivered" if job.context.redelivered else "",
-            )
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "task %s attempt %d started (delivery %d%s)",
+                    held.label,
+                    job.context.attempt,
+                    job.context.delivery_count,
+                    ", redelivered" if job.context.redelivered else "",
+                    extra=self._started_fields(job),
+                )
             gate = await self._results.before_run(job)
             if gate is not None:
                 # Not run (key completed, or held by a live run): settle now; a
@@ -402,11 +443,17 @@ class Worker:
         error = outcome.error
         if error is not None and outcome.kind not in _NOT_TASK_FAILURES:
             logger.warning(
-                "task %s attempt %d raised %s\n%s",
+                "task %s attempt %d raised %s: %s",
                 held.label,
                 job.context.attempt,
                 type(error).__name__,
-                result.traceback_text or "",
+                _one_line(str(error)),
+                extra=held.fields(
+                    "failed",
+                    self.id,
+                    error=f"{type(error).__name__}: {error}",
+                    traceback=result.traceback_text,
+                ),
             )
         if self.hooks.on_finished:
             self.hooks.emit(self.hooks.on_finished, _finished_event(job, result))
@@ -421,9 +468,35 @@ class Worker:
             if action.kind is ActionKind.RETRY
             else None
         )
+        logged: object = NO_RESULT
+        if self.log_values is not None and outcome.kind is OutcomeKind.SUCCEEDED:
+            logged = self._redacted(job, "result", result.value)
         await acks.settle(
-            held, action, retry_body=retry_body, error=error, traceback_text=result.traceback_text
+            held,
+            action,
+            retry_body=retry_body,
+            error=error,
+            traceback_text=result.traceback_text,
+            logged_result=logged,
         )
+
+    def _started_fields(self, job: Job) -> dict[str, object]:
+        fields = job.held.fields("started", self.id, redelivered=job.context.redelivered)
+        if self.log_values is not None:
+            message = job.message
+            fields["arguments"] = self._redacted(
+                job, "arguments", {"args": message.args, "kwargs": message.kwargs}
+            )
+        return fields
+
+    def _redacted(self, job: Job, what: str, value: object) -> object:
+        """What the redactor lets be logged of a value; it failing logs nothing of it."""
+        assert self.log_values is not None
+        try:
+            return self.log_values(job.task.name, what, value)
+        except Exception as exc:
+            logger.error("the log_values redactor raised %s; nothing logged", type(exc).__name__)
+            return None
 
     def _why_cancelled(self, job: Job) -> OutcomeKind:
         if job.held.lost:
@@ -473,7 +546,11 @@ class Worker:
             await self._loops.cancel()
             await self._results.aclose()
             await stopping.aclose()
-        logger.info("worker stopped%s", " (forced)" if self.forced else "")
+        logger.info(
+            "worker stopped%s",
+            " (forced)" if self.forced else "",
+            extra={"event": "worker_stopped", "worker_id": self.id, "forced": self.forced},
+        )
 
     async def _hand_back_unstarted(self, acks: AckManager) -> None:
         handed_back = 0
@@ -519,3 +596,9 @@ def _finished_event(job: Job, result: RunResult) -> FinishedEvent:
         outcome.error,
         result.traceback_text,
     )
+
+
+def _one_line(text: str) -> str:
+    """An exception's message on the event's line: newlines escaped, long ones cut."""
+    flat = text.replace("\r", "\\r").replace("\n", "\\n")
+    return flat if len(flat) <= 300 else flat[:297] + "..."
