@@ -11,6 +11,7 @@ from aioack.brokers import MemoryBroker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import load_app, load_hook, load_redactor
 from aioack.errors import ConfigurationError
+from aioack.observe.health import HealthProbe
 from aioack.worker import CLOSE_ALLOWANCE_S
 
 EXAMPLES = """\
@@ -57,6 +58,18 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         help="a redactor (task, 'arguments' or 'result', value) -> what to log, or None: "
         "without it, no task argument or return value is ever logged",
     )
+    worker.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        help="serve /livez and /readyz for orchestrator probes on this port "
+        "(docs/operations.md)",
+    )
+    worker.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        help="address the health server listens on (127.0.0.1; 0.0.0.0 in a Kubernetes pod)",
+    )
     worker.set_defaults(run=run)
 
 
@@ -100,17 +113,29 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             "(a file, no server), or redis:// / amqp://"
         )
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    hooks = [load_hook(spec) for spec in args.hook]
+    probe = HealthProbe() if args.health_port is not None else None
     worker = app.worker(
         queues,
         concurrency=args.concurrency,
         prefetch=args.prefetch,
         shutdown_timeout=args.shutdown_timeout,
-        hooks=[load_hook(spec) for spec in args.hook],
+        hooks=[*hooks, probe] if probe is not None else hooks,
         log_values=load_redactor(args.log_values) if args.log_values else None,
     )
+    if probe is not None:
+        try:
+            await probe.start(args.health_host, args.health_port)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--health-port {args.health_port}: cannot listen on "
+                f"{args.health_host}:{args.health_port} ({exc})"
+            ) from exc
     try:
         await worker.run(burst=args.burst, install_signal_handlers=True)
     finally:
+        if probe is not None:
+            await probe.stop()
         await close(app)
     return ExitCode.FORCED_STOP if worker.forced else ExitCode.OK
 
