@@ -324,7 +324,8 @@ def ensure_schema(
     create: Callable[[sqlite3.Connection], None],
     migrations: Migrations,
 ) -> None:
-    """Create ``component``'s tables, or migrate them to ``version``, in one transaction.
+    """Create ``component``'s tables at ``version``, or migrate them there step by step,
+    in one transaction.
 
     The version is kept in ``aioack_meta`` under ``<component>_schema``.
 
@@ -343,9 +344,10 @@ def ensure_schema(
                 f"newer than this aioack knows ({version}): upgrade aioack, or use another file"
             )
         if found == 0:
-            create(conn)
-        for step in range(max(found, 1), version):
-            migrations[step](conn)
+            create(conn)  # a new file: made at the current version
+        else:
+            for step in range(found, version):
+                migrations[step](conn)
         conn.execute("INSERT OR REPLACE INTO aioack_meta VALUES (?, ?)", (key, str(version)))
         conn.execute("COMMIT")
     except BaseException:

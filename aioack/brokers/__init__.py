@@ -17,6 +17,7 @@ from aioack.brokers.base import (
     DeadLetter,
     Delivery,
     QueueStats,
+    WorkerRecord,
 )
 from aioack.brokers.memory import MemoryBroker
 from aioack.urls import Scheme, load
@@ -31,6 +32,7 @@ __all__ = [
     "Delivery",
     "MemoryBroker",
     "QueueStats",
+    "WorkerRecord",
     "broker_from_url",
 ]
 

@@ -29,6 +29,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "QueueStats",
+    "WorkerRecord",
     "wait_out",
 ]
 
@@ -84,11 +85,61 @@ class QueueStats:
     delayed: int
     unacked: int
     dead: int
+    #: False when ``unacked`` counts only this process's consumers (RabbitMQ
+    #: without its management API): then it is no figure for the whole queue.
+    unacked_known: bool = True
 
     @property
     def pending(self) -> int:
         """Messages that still have to run: ready + delayed + unacked."""
         return self.ready + self.delayed + self.unacked
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """What a live worker says of itself (``aioack inspect`` lists them)."""
+
+    worker_id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    #: Runs going on when the record was written.
+    in_flight: int
+    #: Unix times: when the worker started, and when it wrote this record.
+    started_at: float
+    seen_at: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "worker_id": self.worker_id,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": list(self.queues),
+            "concurrency": self.concurrency,
+            "in_flight": self.in_flight,
+            "started_at": self.started_at,
+            "seen_at": self.seen_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> WorkerRecord | None:
+        """A record read back from the broker; None when it is not one (anyone can write)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(
+                worker_id=str(data["worker_id"])[:64],
+                host=str(data["host"])[:255],
+                pid=int(data["pid"]),
+                queues=tuple(str(q)[:200] for q in list(data["queues"])[:100]),
+                concurrency=int(data["concurrency"]),
+                in_flight=int(data["in_flight"]),
+                started_at=float(data["started_at"]),
+                seen_at=float(data["seen_at"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 async def wait_out(deadline: float) -> None:
@@ -282,6 +333,19 @@ class BrokerCore(ABC):
             BrokerUnavailable.
         """
 
+    async def announce(self, record: WorkerRecord, ttl_s: float) -> None:  # noqa: B027
+        """Say a worker is alive (and how busy) until ``ttl_s`` seconds from now.
+
+        A worker calls it at start and every few seconds; ``retire`` at stop.
+        Optional: a broker that keeps no records ignores it.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    async def retire(self, worker_id: str) -> None:  # noqa: B027
+        """The worker stopped: forget its record now (else it ages out)."""
+
     async def preflight(self, time_limits_s: Mapping[str, float | None]) -> list[str]:
         """Check the broker's settings against the tasks' ``time_limit`` s.
 
@@ -330,6 +394,32 @@ class BrokerAdmin(ABC):
         Raises:
             BrokerUnavailable.
         """
+
+    async def queues(self) -> list[str] | None:
+        """Every queue the broker knows of; None when it cannot list them.
+
+        Raises:
+            BrokerUnavailable.
+        """
+        return None
+
+    async def knows(self, queue: str) -> bool:
+        """Whether ``queue`` exists (was declared, or holds anything) on this broker.
+
+        Raises:
+            BrokerUnavailable.
+        """
+        names = await self.queues()
+        return names is None or queue in names
+
+    async def workers(self) -> list[WorkerRecord] | None:
+        """The live workers' records; None when this broker cannot tell (RabbitMQ
+        without its management API).
+
+        Raises:
+            BrokerUnavailable.
+        """
+        return None
 
 
 class Broker(BrokerCore, BrokerAdmin):

@@ -23,7 +23,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, wait_out
+from aioack.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    QueueStats,
+    WorkerRecord,
+    wait_out,
+)
 from aioack.errors import BrokerUnavailable, StaleDelivery
 from aioack.urls import parse_options
 
@@ -64,6 +72,8 @@ class MemoryBroker(Broker):
         self._seq = itertools.count()
         self._changed = asyncio.Event()
         self._open = False
+        #: worker id -> (its record, monotonic time it ages out)
+        self._workers: dict[str, tuple[WorkerRecord, float]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryBroker:
@@ -195,6 +205,21 @@ class MemoryBroker(Broker):
 
     async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         return [d for d in deliveries if not _is_held(d)]
+
+    # -- workers and queues ------------------------------------------------
+
+    async def announce(self, record: WorkerRecord, ttl_s: float) -> None:
+        self._workers[record.worker_id] = (record, self._clock() + ttl_s)
+
+    async def retire(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+
+    async def workers(self) -> list[WorkerRecord] | None:
+        now = self._clock()
+        return [record for record, until in self._workers.values() if until > now]
+
+    async def queues(self) -> list[str] | None:
+        return sorted(set(self._ready) | set(self._dead))
 
     # -- inspection --------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from aioack.cli import worker
+from aioack.cli import inspect, worker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import AppNotFound
 from aioack.errors import BrokerUnavailable, ConfigurationError
@@ -22,14 +22,14 @@ from aioack.observe import logs
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code.value}  {code.name}" for code in ExitCode)
 
 #: Every command, in the order ``--help`` lists them.
-COMMANDS = [worker]
+COMMANDS = [worker, inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aioack",
         description="aioack: an asyncio task queue with acknowledgement done right.",
-        epilog="\n".join(module.EXAMPLES for module in COMMANDS) + "\n" + EXIT_CODES,
+        epilog="examples:\n" + "".join(module.EXAMPLES for module in COMMANDS) + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -15,7 +15,6 @@ from aioack.observe.health import HealthProbe
 from aioack.worker import CLOSE_ALLOWANCE_S
 
 EXAMPLES = """\
-examples:
   python -m aioack worker myproj.tasks:app
   python -m aioack worker myproj.tasks:app -Q default,emails -c 100 --prefetch 200
   python -m aioack worker myproj.tasks:app --broker redis://127.0.0.1:6379/0 --burst
@@ -28,7 +27,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
     worker = commands.add_parser(
         "worker",
         help="run a worker for an App",
-        epilog=EXAMPLES + epilog,
+        epilog="examples:\n" + EXAMPLES + "\n" + epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     worker.add_argument("app", help="the App to run, as module.path:attribute")
@@ -62,8 +61,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         "--health-port",
         type=int,
         metavar="PORT",
-        help="serve /livez and /readyz for orchestrator probes on this port "
-        "(docs/operations.md)",
+        help="serve /livez and /readyz for orchestrator probes on this port (docs/operations.md)",
     )
     worker.add_argument(
         "--health-host",

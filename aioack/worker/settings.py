@@ -38,6 +38,9 @@ class WorkerSettings(BaseModel):
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1)
     #: Seconds an effect-once claim stays held by a run that stopped renewing it.
     idempotency_lease: float = Field(default=30.0, gt=0)
+    #: Seconds between the worker's records for ``inspect``; a record ages out
+    #: after three of them (a dead worker disappears from the list).
+    announce_interval: float = Field(default=5.0, gt=0)
 
     @field_validator("queues")
     @classmethod

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,7 +22,7 @@ from typing import Any
 from aioack._backoff import jittered
 from aioack._memory import release_freed_memory
 from aioack._scope import TaskScope
-from aioack.brokers.base import BrokerAdmin, BrokerCore, Consumer
+from aioack.brokers.base import BrokerAdmin, BrokerCore, Consumer, WorkerRecord
 from aioack.decide import (
     NOTHING,
     RELEASE,
@@ -99,6 +101,8 @@ class Worker:
         self._background: asyncio.Task[None] | None = None
         self._connection_lost = False
         self._idle_checks = 0
+        #: Unix time the worker started consuming (0 before).
+        self.started_at = 0.0
 
     # -- public lifecycle --------------------------------------------------
 
@@ -141,6 +145,7 @@ class Worker:
         receive = self._loops.start(self._receive(consumer, acks, burst), name="aioack-receive")
         dispatch = self._loops.start(self._dispatch(), name="aioack-dispatch")
         heartbeat = self._loops.start(acks.heartbeat(), name="aioack-heartbeat")
+        self._loops.start(self._announcing(), name="aioack-announce")
         crashed: BaseException | None = None
         with signals(self._on_signal, install_signal_handlers):
             self._started.set()
@@ -197,6 +202,8 @@ class Worker:
                 settings.concurrency,
                 settings.prefetch,
             )
+        self.started_at = time.time()
+        await self._announce()  # before consuming: RabbitMQ's consumers carry the record
         consumer = await broker.consume(settings.queues, prefetch=settings.prefetch)
         results = self.results.location if self.results is not None else "none"
         logger.info(
@@ -219,6 +226,34 @@ class Worker:
             },
         )
         return consumer
+
+    # -- telling inspect we are here ------------------------------------------
+
+    def record(self) -> WorkerRecord:
+        """What this worker says of itself to ``aioack inspect``."""
+        settings = self.settings
+        return WorkerRecord(
+            worker_id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=tuple(settings.queues),
+            concurrency=settings.concurrency,
+            in_flight=len(self._runs.tasks),
+            started_at=self.started_at,
+            seen_at=time.time(),
+        )
+
+    async def _announce(self) -> None:
+        ttl_s = 3 * self.settings.announce_interval
+        try:
+            await self.broker.announce(self.record(), ttl_s)
+        except BrokerError as exc:  # informational: never a reason to stop working
+            logger.warning("could not announce this worker to inspect: %s", exc)
+
+    async def _announcing(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(self.settings.announce_interval)
+            await self._announce()
 
     def _emit_worker(self, methods: tuple[Any, ...]) -> None:
         if methods:
@@ -540,6 +575,7 @@ class Worker:
             self.forced = stopping.forced
             await self._loops.cancel([heartbeat])
             await stopping.step("close the consumer", consumer.close(), closing=True)
+            await stopping.step("retire from inspect", self.broker.retire(self.id), closing=True)
         finally:
             # Whatever went wrong above, nothing the worker started outlives run().
             await self._runs.cancel()

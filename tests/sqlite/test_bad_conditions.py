@@ -19,7 +19,7 @@ import pytest
 
 from aioack import App, BrokerUnavailable, ConfigurationError, PublishFailed
 from aioack.brokers.sqlite import SQLiteBroker
-from aioack.testing import run_until_idle
+from tests.support import wait_until
 
 
 def broker_at(path: Path, **options: object) -> SQLiteBroker:
@@ -104,15 +104,22 @@ async def test_a_worker_rides_out_a_lock_on_its_settles_and_loses_nothing(tmp_pa
     async def work(n: int) -> None:
         done.append(n)
 
-    async with app:
-        for n in range(20):
-            await work.delay(n)
+    async with app, app.worker(["q"], concurrency=4):  # started: the lock hits its claims
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
-        # Held past several busy timeouts: the worker's claims and acks fail and
-        # are retried (with backoff) until the lock goes.
+        with pytest.raises(BrokerUnavailable):
+            await work.delay(-1)  # the lock is real: a publish fails meanwhile
+        # Held past several busy timeouts: the worker's claims and acks fail
+        # and are retried (with backoff) until the lock goes.
         asyncio.get_running_loop().call_later(0.6, lambda: (other.rollback(), other.close()))
-        await run_until_idle(app, ["q"])
+        for n in range(20):
+            while True:
+                try:
+                    await work.delay(n)
+                    break
+                except BrokerUnavailable:
+                    await asyncio.sleep(0.05)
+        await wait_until(lambda: len(done) >= 20, timeout=15, message="all 20 ran")
     assert sorted(done) == list(range(20))
     async with broker_at(path) as check:
         assert (await check.stats("q")).pending == 0

@@ -73,3 +73,25 @@ async def test_a_memory_broker_closed_holding_messages_says_they_are_lost(
     with caplog.at_level(logging.WARNING, logger="aioack.brokers.memory"):
         await broker.aclose()
     assert "closed holding 2 messages: they are lost" in caplog.text
+
+
+async def test_a_file_made_at_version_1_is_migrated_with_its_messages(tmp_path: Path) -> None:
+    from aioack.brokers.sqlite import SQLiteBroker, schema
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE aioack_meta (key TEXT PRIMARY KEY, value TEXT)")
+    schema._run(conn, schema._CREATE)  # the version-1 tables, as 0.1 made them
+    conn.execute("INSERT INTO aioack_meta VALUES ('broker_schema', '1')")
+    conn.execute(
+        "INSERT INTO messages (queue, message_id, body, ready_at) VALUES ('old', 'm1', x'00', 0)"
+    )
+    conn.close()
+    async with SQLiteBroker.from_url(f"sqlite:///{path}") as broker:
+        assert (await broker.stats("old")).ready == 1, "the message survived the migration"
+        assert await broker.queues() == ["old"]
+        assert await broker.workers() == []
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM aioack_meta WHERE key = 'broker_schema'").fetchone() == (
+        "2",
+    )

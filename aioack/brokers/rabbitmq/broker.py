@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,11 +32,12 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, WorkerRecord
 from aioack.brokers.rabbitmq import topology as topo
 from aioack.brokers.rabbitmq.consumer import AmqpHandle, RabbitConsumer
 from aioack.brokers.rabbitmq.delays import MAX_QUEUE_NAME_BYTES, DelayLevels, delay_ms
 from aioack.brokers.rabbitmq.errors import translated, translated_publish, translated_settle
+from aioack.brokers.rabbitmq.management import ManagementAPI
 from aioack.brokers.rabbitmq.options import parse_url
 from aioack.errors import BrokerUnavailable, PublishFailed, StaleDelivery
 from aioack.urls import masked
@@ -58,6 +61,15 @@ class RabbitMQBroker(Broker):
         self._consumers: set[RabbitConsumer] = set()
         self._delays = DelayLevels(self.options)
         self._delay_lock = asyncio.Lock()
+        #: This worker's record, carried by its consumers (see announce).
+        self._announced: WorkerRecord | None = None
+        self._management = (
+            ManagementAPI(
+                self.options.management_url, url, timeout_s=self.options.publish_timeout_s
+            )
+            if self.options.management_url
+            else None
+        )
         #: queue -> most dead letters one read took (see dead_letters)
         self._largest_read: dict[str, int] = {}
         self._connect_lock = asyncio.Lock()
@@ -239,6 +251,7 @@ class RabbitMQBroker(Broker):
                 self._is_connected,
                 rpc_timeout_s=self.options.publish_timeout_s,
                 broker_counts=self.options.queue_type == "quorum",
+                arguments=_consumer_arguments(self._announced),
             )
             await consumer.start(declared)
         self._consumers.add(consumer)
@@ -377,13 +390,68 @@ class RabbitMQBroker(Broker):
         return letters
 
     async def stats(self, queue: str) -> QueueStats:
+        """Counts by state. ``unacked`` is every consumer's through the management API
+        when ``management_url`` is set; without it, only this process's."""
         counts = await self._counts([queue, topo.dead_queue(queue)])
+        unacked = sum(c.held_on(queue) for c in self._consumers)
+        if self._management is not None:
+            found = await self._management.queue(queue)
+            unacked = int((found or {}).get("messages_unacknowledged") or 0)
         return QueueStats(
             ready=counts[queue],
             delayed=await self._delays.delayed(self._counts, queue),
-            unacked=sum(c.held_on(queue) for c in self._consumers),
+            unacked=unacked,
             dead=counts[topo.dead_queue(queue)],
+            unacked_known=self._management is not None,
         )
+
+    async def knows(self, queue: str) -> bool:
+        """A passive declare: AMQP can tell whether one queue exists, not list them."""
+        if self._management is not None:
+            return await self._management.queue(queue) is not None
+        with translated(f"look up {queue!r}"):
+            async with self._side_channel() as channel:
+                try:
+                    await channel.queue_declare(queue, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    return False
+        return True
+
+    def with_management(self, url: str) -> RabbitMQBroker:
+        """The same broker, with its management API at ``url`` (``inspect --management-url``)."""
+        return RabbitMQBroker(self._url, **{**self.options.model_dump(), "management_url": url})
+
+    # -- workers and queues ------------------------------------------------
+
+    async def announce(self, record: WorkerRecord, ttl_s: float) -> None:
+        """AMQP has nowhere to keep a record: it rides on this worker's consumers
+        (their arguments, made after this call), which the management API lists
+        while the connection lives. A dead worker's consumers go with it."""
+        self._announced = record
+
+    async def workers(self) -> list[WorkerRecord] | None:
+        if self._management is None:
+            return None
+        unacked = {
+            str(ch.get("name")): int(ch.get("messages_unacknowledged") or 0)
+            for ch in await self._management.channels()
+        }
+        found: dict[str, WorkerRecord] = {}
+        for consumer in await self._management.consumers():
+            record = _record_of(consumer)
+            if record is None or record.worker_id in found:
+                continue
+            channel = str((consumer.get("channel_details") or {}).get("name"))
+            found[record.worker_id] = dataclasses.replace(
+                record, in_flight=unacked.get(channel, 0), seen_at=time.time()
+            )
+        return list(found.values())
+
+    async def queues(self) -> list[str] | None:
+        if self._management is None:
+            return None
+        names = (str(q.get("name", "")) for q in await self._management.queues())
+        return sorted(name for name in names if topo.is_work_queue(name))
 
     async def _counts(self, names: Sequence[str]) -> dict[str, int]:
         """Ready messages per queue (0 when missing), by passive declare."""
@@ -415,3 +483,21 @@ class RabbitMQBroker(Broker):
                     "rabbitmq.conf and pass consumer_timeout_s"
                 )
         return warnings
+
+
+#: The consumer argument a worker's record rides on (see announce).
+WORKER_ARGUMENT = "x-aioack-worker"
+
+
+def _consumer_arguments(record: WorkerRecord | None) -> dict[str, Any] | None:
+    return None if record is None else {WORKER_ARGUMENT: json.dumps(record.to_json())}
+
+
+def _record_of(consumer: dict[str, Any]) -> WorkerRecord | None:
+    raw = (consumer.get("arguments") or {}).get(WORKER_ARGUMENT)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return WorkerRecord.from_json(json.loads(raw))
+    except ValueError:
+        return None

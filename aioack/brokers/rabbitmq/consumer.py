@@ -62,7 +62,10 @@ class RabbitConsumer(Consumer):
         is_connected: Callable[[], bool],
         rpc_timeout_s: float,
         broker_counts: bool,
+        arguments: dict[str, Any] | None = None,
     ) -> None:
+        #: basic.consume arguments (the worker's record, for the management API).
+        self._arguments = arguments
         self._channel = channel
         #: Quorum queues count returns in x-delivery-count; classic ones do not.
         self._broker_counts = broker_counts
@@ -82,7 +85,9 @@ class RabbitConsumer(Consumer):
 
     async def start(self, queues: Sequence[AbstractQueue]) -> None:
         for queue in queues:
-            tag = await queue.consume(functools.partial(self._on_message, queue.name))
+            tag = await queue.consume(
+                functools.partial(self._on_message, queue.name), arguments=self._arguments
+            )
             self._tags.append((queue, tag))
 
     async def _on_message(self, queue: str, message: AbstractIncomingMessage) -> None:

@@ -38,6 +38,9 @@ class RabbitMQOptions(BaseModel):
     heartbeat_s: int = Field(default=30, ge=0)
     #: How often the worker asks which held deliveries lost their channel.
     lease_check_interval_s: float = Field(default=0.5, gt=0)
+    #: The management HTTP API (``http://user:pass@host:15672``), for what AMQP
+    #: cannot tell: every consumer's unacked count, the queues, the live workers.
+    management_url: str | None = None
 
 
 def parse_url(url: str, options: Mapping[str, Any]) -> tuple[str, RabbitMQOptions]:

@@ -27,6 +27,15 @@ def dead_queue(queue: str) -> str:
     return f"{queue}.dead"
 
 
+def is_work_queue(name: str) -> bool:
+    """Whether a queue RabbitMQ lists is a work queue (not aioack's dead letters,
+    delay levels or shared queues)."""
+    if name.startswith("aioack.") or name.endswith(".dead"):
+        return False
+    head, _, level = name.rpartition(".delay.L")
+    return not (head and level.isdigit())
+
+
 def work_queue_args(options: RabbitMQOptions, queue: str) -> dict[str, Any]:
     args: dict[str, Any] = {
         "x-queue-type": options.queue_type,

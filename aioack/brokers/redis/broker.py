@@ -17,6 +17,7 @@ See docs/redis.md for the settings, the guarantees and what persistence gives.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -25,11 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import astuple
 from typing import Any
 
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, WorkerRecord
 from aioack.brokers.redis.acks import AckBatcher
 from aioack.brokers.redis.client import Call, RedisIO
 from aioack.brokers.redis.consumer import Handle, RedisConsumer, Timings
 from aioack.brokers.redis.errors import translate_errors
+from aioack.brokers.redis.keys import queue_of_stream, stream_pattern, worker_key
 from aioack.brokers.redis.letters import letter_fields, letter_from
 from aioack.brokers.redis.options import DEFAULT_URL, parse_url
 from aioack.errors import (
@@ -285,6 +287,32 @@ class RedisBroker(Broker):
                         lost.add(id(delivery))
         return [d for d in deliveries if id(d) in lost]
 
+    # -- workers and queues ------------------------------------------------
+
+    async def announce(self, record: WorkerRecord, ttl_s: float) -> None:
+        key = worker_key(self.options.key_prefix, record.worker_id)
+        with translate_errors("announce"):
+            await self._io.client.set(key, json.dumps(record.to_json()), px=int(ttl_s * 1000))
+
+    async def retire(self, worker_id: str) -> None:
+        with translate_errors("retire"):
+            await self._io.client.delete(worker_key(self.options.key_prefix, worker_id))
+
+    async def workers(self) -> list[WorkerRecord] | None:
+        pattern = worker_key(self.options.key_prefix, "*")
+        with translate_errors("workers"):
+            keys = [key async for key in self._io.client.scan_iter(match=pattern, count=500)]
+            raws = await self._io.client.mget(keys) if keys else []
+        records = (WorkerRecord.from_json(_json(raw)) for raw in raws if raw is not None)
+        return [record for record in records if record is not None]
+
+    async def queues(self) -> list[str] | None:
+        prefix = self.options.key_prefix
+        with translate_errors("queues"):
+            keys = [key async for key in self._io.client.scan_iter(match=stream_pattern(prefix))]
+        names = (queue_of_stream(prefix, k.decode() if isinstance(k, bytes) else k) for k in keys)
+        return sorted({name for name in names if name})
+
     # -- inspection --------------------------------------------------------
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
@@ -392,3 +420,10 @@ def _config_warnings(config: Mapping[str, str]) -> list[str]:
             "was enqueued or acked since the last snapshot; set appendonly yes"
         )
     return warnings
+
+
+def _json(raw: bytes | str) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:  # written by something else: not a record
+        return None

@@ -7,6 +7,9 @@ cluster slot, so multi-key scripts stay legal on a cluster):
 - ``<prefix>:{q}:delayed`` sorted set: token -> due time (ms, Redis clock)
 - ``<prefix>:{q}:bodies``  hash: token -> body of a delayed message
 - ``<prefix>:{q}:dead``    the dead-letter stream
+
+and, for the whole broker, ``<prefix>:worker:<id>``: a live worker's record
+(JSON), expiring unless the worker writes it again.
 """
 
 from __future__ import annotations
@@ -40,3 +43,20 @@ def _check_queue_name(queue: str) -> None:
         queue.encode()
     except UnicodeEncodeError as exc:
         raise ConfigurationError(f"queue name {queue!r} is not valid UTF-8 text") from exc
+
+
+def worker_key(prefix: str, worker_id: str) -> str:
+    return f"{prefix}:worker:{worker_id}"
+
+
+def stream_pattern(prefix: str) -> str:
+    """A SCAN pattern matching every queue's stream key."""
+    return f"{prefix}:{{*}}:stream"
+
+
+def queue_of_stream(prefix: str, key: str) -> str | None:
+    """The queue a stream key belongs to, or None when it is no stream of ours."""
+    head, tail = f"{prefix}:{{", "}:stream"
+    if key.startswith(head) and key.endswith(tail):
+        return key[len(head) : -len(tail)]
+    return None

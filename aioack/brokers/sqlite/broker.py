@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aioack._sqlite import SQLiteIO, resolve_path
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats
+from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, WorkerRecord
 from aioack.brokers.sqlite import queries, schema
 from aioack.brokers.sqlite.consumer import Handle, SQLiteConsumer
 from aioack.brokers.sqlite.options import parse_url
@@ -101,7 +102,11 @@ class SQLiteBroker(Broker):
         self._changed = asyncio.Event()
 
     async def declare(self, queues: Sequence[str]) -> None:
-        self._running()  # queues need no declaring: a row names its queue
+        # A row names its queue; declaring only records the name (inspect lists it).
+        if queues:
+            await self._running().run(
+                functools.partial(queries.declare, queues=list(queues)), atomic=False
+            )
 
     async def delete(self, queues: Sequence[str]) -> None:
         if queues:
@@ -238,6 +243,32 @@ class SQLiteBroker(Broker):
                 lost.append(delivery)
         return lost
 
+    # -- workers and queues ------------------------------------------------
+
+    async def announce(self, record: WorkerRecord, ttl_s: float) -> None:
+        await self._running().run(
+            functools.partial(
+                queries.announce,
+                worker_id=record.worker_id,
+                record=json.dumps(record.to_json()),
+                expires_at=time.time() + ttl_s,
+            )
+        )
+
+    async def retire(self, worker_id: str) -> None:
+        await self._running().run(functools.partial(queries.retire, worker_id=worker_id))
+
+    async def workers(self) -> list[WorkerRecord] | None:
+        raws = await self._running().run(
+            functools.partial(queries.workers, now=time.time()), write=False
+        )
+        records = (WorkerRecord.from_json(_json(raw)) for raw in raws)
+        return [record for record in records if record is not None]
+
+    async def queues(self) -> list[str] | None:
+        names: list[str] = await self._running().run(queries.queues, write=False)
+        return names
+
     # -- inspection --------------------------------------------------------
 
     async def stats(self, queue: str) -> QueueStats:
@@ -251,3 +282,10 @@ class SQLiteBroker(Broker):
             functools.partial(queries.dead_letters, queue=queue, limit=max(limit, 0)),
             write=False,
         )
+
+
+def _json(raw: str) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:  # written by something else: not a record
+        return None

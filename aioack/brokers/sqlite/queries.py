@@ -216,3 +216,33 @@ def delete(conn: sqlite3.Connection, queues: Sequence[str]) -> None:
 def data_version(conn: sqlite3.Connection) -> int:
     """Changes whenever another connection (process) commits: the cheap "anything new?"."""
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def declare(conn: sqlite3.Connection, queues: Sequence[str]) -> None:
+    conn.executemany("INSERT OR IGNORE INTO queues (name) VALUES (?)", [(q,) for q in queues])
+
+
+def queues(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM queues UNION SELECT queue FROM messages "
+        "UNION SELECT queue FROM dead_letters ORDER BY 1"
+    ).fetchall()
+    return [str(name) for (name,) in rows]
+
+
+def announce(conn: sqlite3.Connection, worker_id: str, record: str, expires_at: float) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO workers (worker_id, record, expires_at) VALUES (?, ?, ?)",
+        (worker_id, record, expires_at),
+    )
+    # Records of workers long gone: swept now and then, by whoever announces.
+    conn.execute("DELETE FROM workers WHERE expires_at < ?", (expires_at - 3600,))
+
+
+def retire(conn: sqlite3.Connection, worker_id: str) -> None:
+    conn.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+
+
+def workers(conn: sqlite3.Connection, now: float) -> list[str]:
+    rows = conn.execute("SELECT record FROM workers WHERE expires_at > ?", (now,)).fetchall()
+    return [str(record) for (record,) in rows]

@@ -11,6 +11,9 @@
 - ``redelivered``: it was handed out before and came back unsettled.
 
 ``dead_letters``: messages removed for good, with why.
+
+``queues`` (version 2): every queue declared, so an empty one is still known.
+``workers`` (version 2): each live worker's record (JSON) until ``expires_at``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sqlite3
 
 from aioack._sqlite import Migrations, ensure_schema
 
-VERSION = 1
+VERSION = 2
 
 _CREATE = """
 CREATE TABLE messages (
@@ -52,14 +55,27 @@ CREATE TABLE dead_letters (
 CREATE INDEX dead_letters_by_queue ON dead_letters (queue, id);
 """
 
-#: From version N to N + 1; none yet. A new version adds its step here.
-MIGRATIONS: Migrations = {}
+_V2 = """
+CREATE TABLE queues (name TEXT PRIMARY KEY);
+CREATE TABLE workers (worker_id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at REAL NOT NULL);
+INSERT OR IGNORE INTO queues SELECT DISTINCT queue FROM messages;
+INSERT OR IGNORE INTO queues SELECT DISTINCT queue FROM dead_letters;
+"""
+
+
+def _run(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _create(conn: sqlite3.Connection) -> None:
-    for statement in _CREATE.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _run(conn, _CREATE)
+    _run(conn, _V2)
+
+
+#: From version N to N + 1. A new version adds its step here (and to _create).
+MIGRATIONS: Migrations = {1: lambda conn: _run(conn, _V2)}
 
 
 def ensure(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,96 @@
+"""RabbitMQ's management HTTP API: what AMQP cannot tell (all consumers' unacked
+counts, the queues that exist, the live workers).
+
+Optional: given by the broker option ``management_url`` (``inspect
+--management-url``), e.g. ``http://guest:guest@127.0.0.1:15672`` (the
+rabbitmq_management plugin). Without credentials in it, the AMQP URL's are
+used. Why the standard library's urllib, run on a thread: a few GET requests
+from a command-line tool need no HTTP client dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from aioack.errors import BrokerUnavailable, ConfigurationError
+from aioack.urls import masked
+
+#: Responses larger than this are refused (a misconfigured URL, a proxy page).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+class ManagementAPI:
+    def __init__(self, url: str, amqp_url: str, *, timeout_s: float) -> None:
+        parts, amqp = urlsplit(url), urlsplit(amqp_url)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigurationError(
+                f"management_url {masked(url)!r}: give the HTTP API, e.g. "
+                "http://guest:guest@127.0.0.1:15672"
+            )
+        user = unquote(parts.username or amqp.username or "guest")
+        password = unquote(parts.password or amqp.password or "guest")
+        self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        host = parts.hostname or "127.0.0.1"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        self._base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self.shown = masked(url)
+        vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
+        self._vhost = quote(vhost, safe="")
+        self._timeout_s = timeout_s
+
+    async def queue(self, name: str) -> dict[str, Any] | None:
+        """The queue's figures, or None when it does not exist."""
+        found = await self._get(f"/api/queues/{self._vhost}/{quote(name, safe='')}")
+        return found if isinstance(found, dict) else None
+
+    async def queues(self) -> list[dict[str, Any]]:
+        return _dicts(await self._get(f"/api/queues/{self._vhost}"))
+
+    async def consumers(self) -> list[dict[str, Any]]:
+        return _dicts(await self._get(f"/api/consumers/{self._vhost}"))
+
+    async def channels(self) -> list[dict[str, Any]]:
+        return _dicts(await self._get(f"/api/channels/{self._vhost}"))
+
+    async def _get(self, path: str) -> Any:
+        return await asyncio.to_thread(self._fetch, path)
+
+    def _fetch(self, path: str) -> Any:
+        request = urllib.request.Request(
+            self._base + path, headers={"Authorization": self._auth, "Accept": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                raw = response.read(MAX_RESPONSE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise BrokerUnavailable(
+                f"RabbitMQ management API at {self.shown} answered {exc.code} {exc.reason}"
+                + (": check the user and password" if exc.code == 401 else "")
+            ) from exc
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ management API at {self.shown} unreachable ({exc}); is the "
+                "rabbitmq_management plugin enabled (rabbitmq-plugins enable "
+                "rabbitmq_management)?"
+            ) from exc
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise BrokerUnavailable(f"RabbitMQ management API at {self.shown}: answer too large")
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ management API at {self.shown} did not answer JSON: is it the "
+                "management port?"
+            ) from exc
+
+
+def _dicts(found: Any) -> list[dict[str, Any]]:
+    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
