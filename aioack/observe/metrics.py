@@ -13,7 +13,9 @@ Install ``aioack[prometheus]``. docs/observability.md lists every metric.
 
 Each ``PrometheusMetrics`` has its own ``CollectorRegistry`` (not
 prometheus_client's global one), so tests and several workers in one
-process never collide; pass ``registry=`` to share one.
+process never collide; pass ``registry=`` to add aioack's metrics to a
+registry of your own (one ``PrometheusMetrics`` per registry: a second
+one's names collide, and prometheus_client refuses it with ValueError).
 
 Why it is fast (measured in benchmarks/bench_metrics.py): the updates made
 on every task are plain integer adds, turned into metric families only at
@@ -51,8 +53,8 @@ from aioack.hooks import (
     WorkerEvent,
 )
 from aioack.observe.depths import QueueDepths
-from aioack.observe.http import serve_http
 from aioack.observe.series import TaskSeries, check_bounds, families
+from aioack.observe.serving import serve_http
 
 __all__ = ["DURATION_BUCKETS_S", "OTHER", "UNDECODABLE", "UNKNOWN", "PrometheusMetrics"]
 
