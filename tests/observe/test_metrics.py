@@ -140,6 +140,11 @@ async def test_gauges_and_depths_while_tasks_run_and_wait(
         s = await scrape(client, url)
         assert value(s, "aioack_tasks_running") == 1
         assert value(s, "aioack_deliveries_held") == 2
+
+        async def renewed() -> bool:  # the heartbeat renews both held deliveries' leases
+            return value(await scrape(client, url), "aioack_lease_renewals_total") >= 2
+
+        await wait_until(renewed, 10, message="lease renewals counted")
         gate.set()
         idle = {"ready": 0, "delayed": 1, "unacked": 0, "dead": 0}
         await wait_until(lambda: _depths_are(client, url, queue, idle), 10, message=str(idle))

@@ -13,12 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aioack import App
 from aioack.brokers import broker_from_url
 from aioack.cli import ExitCode, main
 from aioack.message import Message
+from aioack.observe.metrics import PrometheusMetrics
 from examples.fastapi_app import TASK_NAME, create
+from tests.conftest import TEST_BROKER_OPTIONS
 from tests.observe.scrape import scrape, value
-from tests.support import unique, wait_until
+from tests.proxy import TcpProxy
+from tests.support import REDIS_URL, require_service, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +125,32 @@ async def test_metrics_mounted_in_the_fastapi_example_with_its_embedded_worker()
         depth = {"queue": queue, "state": "ready"}
         s = await scrape(client, "/metrics")  # Starlette redirects to /metrics/; followed
         assert ("aioack_queue_messages", tuple(sorted(depth.items()))) in s
+
+
+async def test_broker_connected_drops_while_the_broker_is_unreachable_and_comes_back() -> None:
+    require_service(REDIS_URL)
+    proxy = await TcpProxy(REDIS_URL).start()
+    queue, metrics = unique("conn"), PrometheusMetrics()
+    broker = broker_from_url(proxy.url(), **TEST_BROKER_OPTIONS["redis"])
+    app = App(broker=broker)
+    worker = app.worker([queue], hooks=[metrics])
+    try:
+        async with (
+            metrics.serve(0) as (host, port),
+            httpx.AsyncClient() as client,
+            worker,
+        ):
+            url = f"http://{host}:{port}/metrics"
+
+            async def connected_is(want: float) -> bool:
+                return value(await scrape(client, url), "aioack_broker_connected") == want
+
+            assert await connected_is(1)
+            proxy.refuse()  # an outage: live connections cut, new ones refused
+            await wait_until(lambda: connected_is(0), 15, message="connected to drop to 0")
+            proxy.accept()
+            await wait_until(lambda: connected_is(1), 15, message="connected back to 1")
+    finally:
+        await proxy.aclose()
+        async with broker_from_url(REDIS_URL) as direct:
+            await direct.delete([queue])
