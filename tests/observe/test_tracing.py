@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -137,3 +138,13 @@ def _settle(span: ReadableSpan) -> tuple[object, object]:
 
 def _span_id(span: object) -> int:
     return span.get_span_context().span_id  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_the_run_span_is_current_from_start_to_settle_in_the_runs_task(
+    provider: TracerProvider,
+) -> None:
+    hook = TracingHook(tracer_provider=provider)
+    hook.on_started(DeliveryEvent("q", 1, False, "t", "id", 1))
+    assert trace.get_current_span().get_span_context().is_valid  # the task's spans nest here
+    hook.on_settled(SettledEvent("q", "ack", "t", "id", 1))
+    assert not trace.get_current_span().get_span_context().is_valid  # and no longer after
