@@ -61,7 +61,7 @@ class _Run:
     span: Span
     #: The run's asyncio task and its context token: detached only there.
     task: asyncio.Task[Any] | None
-    token: Token[context.Context]
+    token: Token[context.Context] | None
 
 
 class TracingHook(Hook):
@@ -118,8 +118,11 @@ class TracingHook(Hook):
                 "aioack.redelivered": event.redelivered,
             },
         )
-        token = context.attach(trace.set_span_in_context(span))  # the task's spans nest here
-        self._open((event.task_id, event.attempt), _Run(span, _current_task(), token))
+        task = _current_task()
+        # Current in the run's own asyncio task, so the task's spans nest here;
+        # never outside a task, where an attach would outlive the run.
+        token = context.attach(trace.set_span_in_context(span)) if task is not None else None
+        self._open((event.task_id, event.attempt), _Run(span, task, token))
 
     def on_finished(self, event: FinishedEvent) -> None:
         run = self._runs.get((event.task_id, event.attempt))
@@ -162,7 +165,7 @@ class TracingHook(Hook):
     def _close(self, run: _Run, *, abandoned: bool = False) -> None:
         if abandoned:
             run.span.set_attribute("aioack.span.abandoned", True)
-        elif run.task is not None and run.task is _current_task():
+        elif run.token is not None and run.task is _current_task():
             # Only in the task that attached it: elsewhere the token is not
             # valid (and the run's task ends, taking its context with it).
             context.detach(run.token)
