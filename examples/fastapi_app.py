@@ -16,6 +16,7 @@ then::
     curl -X POST localhost:8000/orders -H 'content-type: application/json' \\
         -d '{"order_id": "o-1", "cents": 1250}'
     curl localhost:8000/orders/<task_id>
+    curl -L localhost:8000/metrics   # Prometheus: the embedded worker's tasks, queue depth
 
 Settings (read here, at import, because this module *is* the service's
 configuration): AIOACK_BROKER_URL and AIOACK_RESULTS_URL (default
@@ -35,6 +36,7 @@ from pydantic import BaseModel, Field
 
 from aioack import App, State
 from aioack.integrations.fastapi import AioackApp, aioack_lifespan
+from aioack.observe.metrics import PrometheusMetrics
 
 TASK_NAME = "orders.make_receipt"
 
@@ -74,7 +76,11 @@ def create(
         await asyncio.sleep(work_s)
         return Receipt(order_id=order_id, cents=cents, issued_at=dt.datetime.now(dt.UTC))
 
-    api = FastAPI(title="aioack example", lifespan=aioack_lifespan(tasks, worker=embedded_worker))
+    # Metrics of the embedded worker (if any) and the queue's depth, at /metrics.
+    metrics = PrometheusMetrics(task_names=tasks.tasks)
+    lifespan = aioack_lifespan(tasks, worker=embedded_worker, metrics=metrics)
+    api = FastAPI(title="aioack example", lifespan=lifespan)
+    api.mount("/metrics", metrics.asgi_app())
 
     @api.post("/orders", status_code=202)
     async def enqueue(order: OrderIn) -> Enqueued:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from aioack.app import ENV_BROKER_URL, ENV_RESULTS_URL, App
 from aioack.brokers import MemoryBroker
@@ -14,11 +17,15 @@ from aioack.errors import ConfigurationError
 from aioack.observe.health import HealthProbe
 from aioack.worker import CLOSE_ALLOWANCE_S
 
+if TYPE_CHECKING:  # imported when --metrics-port asks: prometheus-client is an extra
+    from aioack.observe.metrics import PrometheusMetrics
+
 EXAMPLES = """\
   python -m aioack worker myproj.tasks:app
   python -m aioack worker myproj.tasks:app -Q default,emails -c 100 --prefetch 200
   python -m aioack worker myproj.tasks:app --broker redis://127.0.0.1:6379/0 --burst
   python -m aioack worker myproj.tasks:app --hook myproj.metrics:TimingHook
+  python -m aioack worker myproj.tasks:app --metrics-port 9100 --metrics-host 0.0.0.0
   AIOACK_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/ python -m aioack worker myproj.tasks:app
 """
 
@@ -68,7 +75,30 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         default="127.0.0.1",
         help="address the health server listens on (127.0.0.1; 0.0.0.0 in a Kubernetes pod)",
     )
+    add_metrics_arguments(worker)
     worker.set_defaults(run=run)
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs aioack[prometheus])",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address to serve metrics on (127.0.0.1)",
+    )
+
+
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)  # argparse: "invalid port_number value", exit 2
+    return port
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,12 +143,13 @@ async def _run(app: App, args: argparse.Namespace) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     hooks = [load_hook(spec) for spec in args.hook]
     probe = HealthProbe() if args.health_port is not None else None
+    metrics = new_metrics(app) if args.metrics_port is not None else None
     worker = app.worker(
         queues,
         concurrency=args.concurrency,
         prefetch=args.prefetch,
         shutdown_timeout=args.shutdown_timeout,
-        hooks=[*hooks, probe] if probe is not None else hooks,
+        hooks=[*hooks, *(h for h in (probe, metrics) if h is not None)],
         log_values=load_redactor(args.log_values) if args.log_values else None,
     )
     if probe is not None:
@@ -130,12 +161,38 @@ async def _run(app: App, args: argparse.Namespace) -> int:
                 f"{args.health_host}:{args.health_port} ({exc})"
             ) from exc
     try:
-        await worker.run(burst=args.burst, install_signal_handlers=True)
+        async with served(metrics, args, app, worker.settings.queues):
+            await worker.run(burst=args.burst, install_signal_handlers=True)
     finally:
         if probe is not None:
             await probe.stop()
         await close(app)
     return ExitCode.FORCED_STOP if worker.forced else ExitCode.OK
+
+
+def new_metrics(app: App) -> PrometheusMetrics:
+    try:
+        from aioack.observe.metrics import PrometheusMetrics
+    except ImportError as exc:  # the extra is not installed
+        raise ConfigurationError(
+            f"--metrics-port needs prometheus-client: pip install 'aioack[prometheus]' ({exc})"
+        ) from exc
+    return PrometheusMetrics(task_names=app.tasks)  # a task label is a registered name
+
+
+@contextlib.asynccontextmanager
+async def served(
+    metrics: PrometheusMetrics | None, args: argparse.Namespace, app: App, queues: Sequence[str]
+) -> AsyncIterator[None]:
+    """Serve /metrics for the worker's lifetime (queue depths need the broker connected)."""
+    if metrics is None:
+        yield
+        return
+    await app.connect()
+    async with metrics.serve(
+        args.metrics_port, args.metrics_host, broker=app.broker, queues=queues
+    ):
+        yield
 
 
 async def close(app: App) -> None:

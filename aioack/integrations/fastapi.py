@@ -14,6 +14,10 @@ embedded mode: one process, no separate worker). It installs no signal
 handlers: uvicorn owns SIGTERM/SIGINT and runs the lifespan's exit, where the
 worker drains: prefetched deliveries are handed back at once, running tasks
 get ``shutdown_timeout`` seconds, then are cancelled and handed back.
+
+With ``metrics`` (an ``aioack.observe.metrics.PrometheusMetrics``) the
+embedded worker reports to it, and queue depths are read for as long as the
+server runs; serve them with ``api.mount("/metrics", metrics.asgi_app())``.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 
 from aioack.app import App
 from aioack.errors import ConfigurationError
+
+if TYPE_CHECKING:  # prometheus-client is an extra: imported only by whoever passes metrics
+    from aioack.observe.metrics import PrometheusMetrics
 
 logger = logging.getLogger("aioack.integrations.fastapi")
 
@@ -43,12 +50,14 @@ def aioack_lifespan(
     queues: Sequence[str] | None = None,
     concurrency: int = 10,
     shutdown_timeout: float = 10.0,
+    metrics: PrometheusMetrics | None = None,
 ) -> Lifespan:
     """A FastAPI ``lifespan`` that connects ``app`` (and, with ``worker``, runs a worker).
 
     ``shutdown_timeout`` (seconds) should stay below the server's own
     graceful-shutdown timeout, so running tasks are handed back before the
-    process ends.
+    process ends. ``metrics`` sees the embedded worker's events and exports
+    the depths of ``queues`` (default: the tasks' queues).
     """
 
     @contextlib.asynccontextmanager
@@ -56,14 +65,19 @@ def aioack_lifespan(
         setattr(api.state, STATE_KEY, app)
         await app.connect()
         try:
-            if worker:
-                embedded = app.worker(
-                    queues, concurrency=concurrency, shutdown_timeout=shutdown_timeout
-                )
-                async with embedded:
+            async with contextlib.AsyncExitStack() as stack:
+                if metrics is not None:
+                    watched = list(queues) if queues else (app.queues() or ["default"])
+                    await stack.enter_async_context(metrics.queue_depths(app.broker, watched))
+                if worker:
+                    embedded = app.worker(
+                        queues,
+                        concurrency=concurrency,
+                        shutdown_timeout=shutdown_timeout,
+                        hooks=[metrics] if metrics is not None else [],
+                    )
+                    await stack.enter_async_context(embedded)
                     logger.info("embedded worker started in the server's event loop")
-                    yield
-            else:
                 yield
         finally:
             await app.aclose()

@@ -180,18 +180,19 @@ class AckManager:
         if not wanted:
             return  # the hot path builds no event nobody observes
         message, delivery = held.message, held.delivery
+        # Positional, in field order: keywords cost 0.25 us more per task (bench_metrics.py).
         event = SettledEvent(
-            queue=delivery.queue,
-            action=kind.value,
-            task=message.task if message else None,
-            task_id=message.id if message else None,
-            attempt=message.attempt if message else None,
-            delivery_count=delivery.delivery_count,
-            reason=action.reason,
-            detail=action.detail,
-            delay_s=action.delay_s,
-            duration_s=time.monotonic() - delivery.received_at,
-            lost=held.lost,
+            delivery.queue,
+            kind.value,
+            message.task if message else None,
+            message.id if message else None,
+            message.attempt if message else None,
+            delivery.delivery_count,
+            action.reason,
+            action.detail,
+            action.delay_s,
+            time.monotonic() - delivery.received_at,
+            held.lost,
         )
         if kind in (ActionKind.RETRY, ActionKind.DEFER) and not held.lost:
             hooks.emit(hooks.on_retry, event)
