@@ -66,13 +66,12 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
     )
     worker.add_argument(
         "--health-port",
-        type=int,
+        type=port_number,
         metavar="PORT",
         help="serve /livez and /readyz for orchestrator probes on this port (docs/operations.md)",
     )
     worker.add_argument(
         "--health-host",
-        default="127.0.0.1",
         help="address the health server listens on (127.0.0.1; 0.0.0.0 in a Kubernetes pod)",
     )
     add_metrics_arguments(worker)
@@ -88,7 +87,6 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics-host",
-        default="127.0.0.1",
         metavar="HOST",
         help="address to serve metrics on (127.0.0.1)",
     )
@@ -140,6 +138,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             "can never receive what another process enqueues. Use the default sqlite:// "
             "(a file, no server), or redis:// / amqp://"
         )
+    _check_hosts(args)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     hooks = [load_hook(spec) for spec in args.hook]
     probe = HealthProbe() if args.health_port is not None else None
@@ -168,6 +167,16 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             await probe.stop()
         await close(app)
     return ExitCode.FORCED_STOP if worker.forced else ExitCode.OK
+
+
+def _check_hosts(args: argparse.Namespace) -> None:
+    """A host without its port would be ignored: say so rather than serve nothing."""
+    for what in ("health", "metrics"):
+        host, port = getattr(args, f"{what}_host"), getattr(args, f"{what}_port")
+        if host is not None and port is None:
+            raise ConfigurationError(f"--{what}-host {host} needs --{what}-port PORT as well")
+        if host is None:
+            setattr(args, f"{what}_host", "127.0.0.1")
 
 
 def new_metrics(app: App) -> PrometheusMetrics:

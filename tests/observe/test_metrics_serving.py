@@ -94,6 +94,16 @@ def test_bad_metrics_flags_are_usage_errors(flags: list[str], code: ExitCode) ->
     assert main(["worker", "tests.apps.simple:app", *flags]) == code
 
 
+@pytest.mark.parametrize("what", ["metrics", "health"])
+def test_a_host_without_its_port_is_refused_not_ignored(what: str, tmp_path: Path) -> None:
+    argv = ["worker", "tests.apps.simple:app", "--broker", f"sqlite:///{tmp_path}/q.db"]
+    assert main([*argv, f"--{what}-host", "0.0.0.0", "--burst"]) == ExitCode.CONFIG_ERROR
+
+
+def test_a_health_port_out_of_range_is_a_usage_error() -> None:
+    assert main(["worker", "tests.apps.simple:app", "--health-port", "70000"]) == ExitCode.USAGE
+
+
 def test_a_taken_metrics_port_is_a_configuration_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
