@@ -63,9 +63,16 @@ async def test_a_sigkilled_workers_tasks_run_in_another_process_and_none_of_200_
     app, tasks = make_app(queue, url)
     async with app:
         for n in range(200):
-            await tasks["work"].delay(n, 0.05)
+            # Staggered lengths: runs overlap, so there is always one to cut short.
+            await tasks["work"].delay(n, 0.05 + (n % 7) * 0.03)
     first = spawn(url, concurrency=10, prefetch=20)
-    await wait_until(lambda: len(events(tmp_path, "done")) >= 40, 20, message="40 tasks done")
+
+    def mid_task() -> bool:
+        done = {n for n, _ in events(tmp_path, "done")}
+        running = {n for n, _ in events(tmp_path, "started")} - done
+        return len(done) >= 40 and bool(running)
+
+    await wait_until(mid_task, 30, message="40 tasks done and some running")
     first.signal(signal.SIGKILL)
     first.wait(5)
     done_by_first = {n for n, pid in events(tmp_path, "done") if pid == first.pid}
