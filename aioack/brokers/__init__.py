@@ -16,6 +16,8 @@ from aioack.brokers.base import (
     Consumer,
     DeadLetter,
     Delivery,
+    LetterFilter,
+    LetterPass,
     QueueStats,
 )
 from aioack.brokers.memory import MemoryBroker
@@ -29,6 +31,8 @@ __all__ = [
     "Consumer",
     "DeadLetter",
     "Delivery",
+    "LetterFilter",
+    "LetterPass",
     "MemoryBroker",
     "QueueStats",
     "broker_from_url",
