@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from aioack.cli import worker
+from aioack.cli import dlq, worker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import AppNotFound
 from aioack.errors import BrokerUnavailable, ConfigurationError
@@ -21,7 +21,7 @@ from aioack.errors import BrokerUnavailable, ConfigurationError
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code.value}  {code.name}" for code in ExitCode)
 
 #: Every command, in the order ``--help`` lists them.
-COMMANDS = [worker]
+COMMANDS = [worker, dlq]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,12 +54,14 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
     worker.set_defaults(run=run)
 
 
-def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+def add_broker_arguments(parser: argparse.ArgumentParser, *, results: bool = True) -> None:
     parser.add_argument(
         "--broker",
         help=f"broker URL (default: the app's, else ${ENV_BROKER_URL}, else sqlite://: "
         "the file aioack.db here)",
     )
+    if not results:
+        return
     parser.add_argument(
         "--results",
         help=f"result backend URL (default: the app's, else ${ENV_RESULTS_URL}, else none)",
@@ -76,7 +78,7 @@ def app_for(args: argparse.Namespace) -> App:
     app = load_app(args.app)
     if args.broker:
         app.use_broker(args.broker)
-    if args.results:
+    if getattr(args, "results", None):  # commands without --results have none
         app.use_results(args.results)
     return app
 
