@@ -16,6 +16,8 @@ from aioack.brokers.base import (
     Consumer,
     DeadLetter,
     Delivery,
+    LetterFilter,
+    LetterPass,
     QueueStats,
     WorkerRecord,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "Consumer",
     "DeadLetter",
     "Delivery",
+    "LetterFilter",
+    "LetterPass",
     "MemoryBroker",
     "QueueStats",
     "WorkerRecord",

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from aioack.brokers.deadletters import DeadLetter, LetterFilter, replay_copy
+from aioack.errors import ConfigurationError
 from aioack.message import MAX_DELIVERY_COUNT
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "Consumer",
     "DeadLetter",
     "Delivery",
+    "LetterFilter",
+    "LetterPass",
     "QueueStats",
     "WorkerRecord",
     "wait_out",
@@ -55,26 +59,6 @@ class Delivery:
     #: or stream field out of range, of the wrong type): the worker
     #: dead-letters it ``malformed`` with this text, without running it.
     malformed: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message removed from its queue for good, with why."""
-
-    queue: str
-    #: Short, stable cause: malformed, too_large, unknown_task, invalid_arguments,
-    #: failed, max_retries, timeout, rejected, delivery_limit, worker_lost, expired.
-    reason: str
-    body: bytes
-    detail: str = ""
-    #: ``"ValueError: boom"`` for task failures, else None.
-    error: str | None = None
-    traceback: str | None = None
-    delivery_count: int = 1
-    #: The task attempt that failed, when the body could be decoded.
-    attempt: int | None = None
-    message_id: str | None = None
-    dead_lettered_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,11 +348,71 @@ class BrokerCore(ABC):
         await self.aclose()
 
 
+#: Letters a dead-letter operation reads (and moves) per round trip, by default.
+LETTER_BATCH = 100
+#: The most a batch may hold: one replay batch is one script or one transaction.
+MAX_LETTER_BATCH = 1000
+
+#: ``on_batch(looked_at, acted_on)``: called after each batch of a replay or purge.
+Progress = Callable[[int, int], None]
+
+
+class LetterPass(ABC):
+    """One pass over a queue's dead letters, oldest first: what a broker implements
+    for the dead-letter operations of ``BrokerAdmin``, which choose, count and
+    report. A pass only reads and moves.
+
+    A pass visits the letters its queue held when it began; letters added
+    meanwhile may wait for the next pass, so a replay whose tasks fail again
+    at once cannot loop for ever.
+    """
+
+    @abstractmethod
+    async def next_batch(self) -> list[DeadLetter]:
+        """The next letters in order, each with its ``id``; [] once the pass is done.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    @abstractmethod
+    async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
+        """For each ``(letter, message_id, body)``, the letter from the last batch:
+        publish the copy to the letter's queue, ready now, then remove the letter.
+
+        Never loses: the broker holds the copy (confirmed) before the letter is
+        removed, or both happen in one atomic step; a crash in between leaves
+        a duplicate. A letter removed meanwhile by another pass is skipped
+        (with its copy, where the broker can tell). Returns the letters moved.
+
+        Raises:
+            BrokerUnavailable, PublishFailed.
+        """
+
+    @abstractmethod
+    async def remove(self, letters: Sequence[DeadLetter]) -> int:
+        """Remove these letters (from the last batch) for good; returns how many went.
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 (optional)
+        """End the pass; letters it read and did not remove stay, in their order."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 class BrokerAdmin(ABC):
     """Inspecting and administering queues: counts, dead letters, deletion.
 
     Tools and operators use it; a worker needs it only for ``--burst`` (to
-    see that its queues are empty).
+    see that its queues are empty). The dead-letter operations are written
+    once, here, on one primitive each broker implements: ``_letter_pass``.
     """
 
     @abstractmethod
@@ -380,8 +424,9 @@ class BrokerAdmin(ABC):
         """
 
     @abstractmethod
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        """Read (not remove) up to ``limit`` dead letters of ``queue``, oldest first.
+    async def has_queue(self, queue: str) -> bool:
+        """Whether the broker knows ``queue``: declared (a worker consumed it), or
+        holding a message or a dead letter of it.
 
         Raises:
             BrokerUnavailable.
@@ -395,6 +440,128 @@ class BrokerAdmin(ABC):
             BrokerUnavailable.
         """
 
+    @abstractmethod
+    async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
+        """Begin a pass over ``queue``'s dead letters, ``batch_size`` at a time
+        (an empty pass when the queue has none, or does not exist).
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+    async def dead_letters(
+        self, queue: str, limit: int = 100, *, where: LetterFilter | None = None
+    ) -> list[DeadLetter]:
+        """Read (not remove) up to ``limit`` dead letters of ``queue``, oldest first;
+        only those ``where`` takes, when given.
+
+        Raises:
+            BrokerUnavailable.
+        """
+        if limit <= 0:
+            return []
+        chosen, now = where or LetterFilter(), time.time()
+        found: list[DeadLetter] = []
+        async with await self._letter_pass(queue, min(limit, LETTER_BATCH)) as letters:
+            while len(found) < limit and (batch := await letters.next_batch()):
+                found += (letter for letter in batch if chosen.matches(letter, now))
+        return found[:limit]
+
+    async def get_dead_letter(self, queue: str, letter_id: str) -> DeadLetter | None:
+        """The dead letter of ``queue`` whose ``id`` is ``letter_id``; None when there is none.
+
+        Raises:
+            ConfigurationError: ``letter_id`` is empty, over-long or not printable.
+            BrokerUnavailable.
+        """
+        found = await self.dead_letters(queue, 1, where=LetterFilter(ids=[letter_id]))
+        return found[0] if found else None
+
+    async def replay_dead_letters(
+        self,
+        queue: str,
+        where: LetterFilter,
+        *,
+        limit: int | None = None,
+        batch_size: int = LETTER_BATCH,
+        on_batch: Progress | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Put the letters ``where`` takes (``LetterFilter()``: all) back on ``queue``,
+        oldest first, at most ``limit``; returns how many went back (with
+        ``dry_run``: how many would, nothing moved).
+
+        Each goes back as a fresh message, ready now: the broker counts its
+        deliveries from 1, and its body's ``attempt`` is 1 again (see
+        ``deadletters.replay_copy``). Never loses a letter: its copy is held
+        by the broker before the letter is removed (or both in one step), so
+        a crash in between leaves a duplicate, never a loss.
+
+        Raises:
+            BrokerUnavailable, PublishFailed: the letters moved before it stay moved.
+        """
+
+        async def move(letters: LetterPass, chosen: list[DeadLetter]) -> int:
+            return await letters.replay([(letter, *replay_copy(letter)) for letter in chosen])
+
+        act = None if dry_run else move
+        return await self._each_batch(queue, where, limit, batch_size, on_batch, act)
+
+    async def purge_dead_letters(
+        self,
+        queue: str,
+        where: LetterFilter,
+        *,
+        limit: int | None = None,
+        batch_size: int = LETTER_BATCH,
+        on_batch: Progress | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Remove for good the letters ``where`` takes (``LetterFilter()``: all), at
+        most ``limit``; returns how many were removed (with ``dry_run``: how many
+        would be, nothing removed).
+
+        Raises:
+            BrokerUnavailable.
+        """
+
+        async def remove(letters: LetterPass, chosen: list[DeadLetter]) -> int:
+            return await letters.remove(chosen)
+
+        act = None if dry_run else remove
+        return await self._each_batch(queue, where, limit, batch_size, on_batch, act)
+
+    async def _each_batch(
+        self,
+        queue: str,
+        where: LetterFilter,
+        limit: int | None,
+        batch_size: int,
+        on_batch: Progress | None,
+        act: Callable[[LetterPass, list[DeadLetter]], Awaitable[int]] | None,
+    ) -> int:
+        """One pass: choose from each batch, act on the chosen (count them only, when
+        ``act`` is None), count and report."""
+        if not 1 <= batch_size <= MAX_LETTER_BATCH:
+            raise ConfigurationError(f"batch_size must be 1-{MAX_LETTER_BATCH}, got {batch_size}")
+        if limit is not None and limit < 0:
+            raise ConfigurationError(f"limit must be >= 0, got {limit}")
+        now, looked_at, done = time.time(), 0, 0
+        async with await self._letter_pass(queue, batch_size) as letters:
+            while limit is None or done < limit:
+                batch = await letters.next_batch()
+                if not batch:
+                    break
+                looked_at += len(batch)
+                chosen = [letter for letter in batch if where.matches(letter, now)]
+                if limit is not None:
+                    chosen = chosen[: limit - done]
+                if chosen:
+                    done += len(chosen) if act is None else await act(letters, chosen)
+                if on_batch is not None:
+                    on_batch(looked_at, done)
+        return done
+
     async def queues(self) -> list[str] | None:
         """Every queue the broker knows of; None when it cannot list them.
 
@@ -402,15 +569,6 @@ class BrokerAdmin(ABC):
             BrokerUnavailable.
         """
         return None
-
-    async def knows(self, queue: str) -> bool:
-        """Whether ``queue`` exists (was declared, or holds anything) on this broker.
-
-        Raises:
-            BrokerUnavailable.
-        """
-        names = await self.queues()
-        return names is None or queue in names
 
     async def workers(self) -> list[WorkerRecord] | None:
         """The live workers' records; None when this broker cannot tell (RabbitMQ

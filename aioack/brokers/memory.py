@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +28,7 @@ from aioack.brokers.base import (
     Consumer,
     DeadLetter,
     Delivery,
+    LetterPass,
     QueueStats,
     WorkerRecord,
     wait_out,
@@ -70,6 +71,7 @@ class MemoryBroker(Broker):
         self._dead: dict[str, list[DeadLetter]] = {}
         self._consumers: set[_MemoryConsumer] = set()
         self._seq = itertools.count()
+        self._letter_ids = itertools.count(1)
         self._changed = asyncio.Event()
         self._open = False
         #: worker id -> (its record, monotonic time it ages out)
@@ -197,11 +199,15 @@ class MemoryBroker(Broker):
 
     async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
         self._settle(delivery)
-        self._dead.setdefault(letter.queue, []).append(letter)
+        self._store_letter(letter)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         self._check_open()
-        self._dead.setdefault(letter.queue, []).append(letter)
+        self._store_letter(letter)
+
+    def _store_letter(self, letter: DeadLetter) -> None:
+        stored = replace(letter, id=str(next(self._letter_ids)))
+        self._dead.setdefault(letter.queue, []).append(stored)
 
     async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         return [d for d in deliveries if not _is_held(d)]
@@ -223,8 +229,11 @@ class MemoryBroker(Broker):
 
     # -- inspection --------------------------------------------------------
 
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        return list(self._dead.get(queue, [])[:limit])
+    async def has_queue(self, queue: str) -> bool:
+        return queue in self._ready or queue in self._dead
+
+    async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
+        return _MemoryLetterPass(self, queue, batch_size)
 
     async def stats(self, queue: str) -> QueueStats:
         self._promote_due()
@@ -238,6 +247,42 @@ class MemoryBroker(Broker):
     def _check_open(self) -> None:
         if not self._open:
             raise BrokerUnavailable("memory broker is not connected; call connect() first")
+
+
+class _MemoryLetterPass(LetterPass):
+    """A pass over a snapshot of the queue's letters, taken when it begins."""
+
+    def __init__(self, broker: MemoryBroker, queue: str, batch_size: int) -> None:
+        self._broker = broker
+        self._queue = queue
+        self._left = deque(broker._dead.get(queue, ()))
+        self._batch_size = batch_size
+
+    async def next_batch(self) -> list[DeadLetter]:
+        self._broker._check_open()
+        count = min(self._batch_size, len(self._left))
+        return [self._left.popleft() for _ in range(count)]
+
+    def _take(self, letters: Sequence[DeadLetter]) -> set[int]:
+        """Remove these letters (these very objects) from the store; the ``id()`` s of
+        those still there (another pass may have taken some)."""
+        wanted = {id(letter) for letter in letters}
+        stored = self._broker._dead.get(self._queue, [])
+        taken = {id(letter) for letter in stored if id(letter) in wanted}
+        stored[:] = [letter for letter in stored if id(letter) not in taken]
+        return taken
+
+    async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
+        self._broker._check_open()
+        taken = self._take([letter for letter, _, _ in copies])
+        for letter, message_id, body in copies:
+            if id(letter) in taken:
+                self._broker._put(_Entry(self._queue, body, message_id), 0.0)
+        return len(taken)
+
+    async def remove(self, letters: Sequence[DeadLetter]) -> int:
+        self._broker._check_open()
+        return len(self._take(letters))
 
 
 def _is_held(delivery: Delivery) -> bool:

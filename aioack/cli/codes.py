@@ -16,3 +16,4 @@ class ExitCode(enum.IntEnum):
     BROKER_UNAVAILABLE = 5  #: the broker or the result backend could not be reached
     FORCED_STOP = 6  #: a second signal cut the grace period short
     NOT_FOUND = 7  #: what was asked for does not exist (a queue, a dead letter)
+    ABORTED = 8  #: the user did not confirm (dlq purge without --yes): nothing was done

@@ -37,7 +37,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         "app", nargs="?", help="the App (module.path:attribute): its broker and queues"
     )
     inspect.add_argument("-Q", "--queues", help="comma-separated queues (default: all known)")
-    add_broker_arguments(inspect)
+    add_broker_arguments(inspect, results=False)
     inspect.add_argument("--json", action="store_true", help="one JSON object, for machines")
     inspect.add_argument(
         "--watch",
@@ -56,7 +56,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
 
 
 def run(args: argparse.Namespace) -> int:
-    app = app_for(args) if args.app else App(args.broker, results=args.results)
+    app = app_for(args) if args.app else App(args.broker)
     if args.management_url:
         # (Not isinstance: importing the RabbitMQ broker would need aio-pika installed.)
         with_management = getattr(app.broker, "with_management", None)
@@ -93,7 +93,7 @@ async def _queues(app: App, args: argparse.Namespace) -> list[str] | int:
     broker = app.broker
     if args.queues:
         named = [q.strip() for q in args.queues.split(",") if q.strip()]
-        unknown = [q for q in named if q not in app.queues() and not await broker.knows(q)]
+        unknown = [q for q in named if q not in app.queues() and not await broker.has_queue(q)]
         if unknown:
             print(f"unknown queue{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
             return ExitCode.NOT_FOUND

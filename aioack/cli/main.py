@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from aioack.cli import inspect, worker
+from aioack.cli import dlq, inspect, worker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import AppNotFound
 from aioack.errors import BrokerUnavailable, ConfigurationError
@@ -22,7 +22,7 @@ from aioack.observe import logs
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code.value}  {code.name}" for code in ExitCode)
 
 #: Every command, in the order ``--help`` lists them.
-COMMANDS = [worker, inspect]
+COMMANDS = [worker, inspect, dlq]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("configuration error: %s", exc)
         return ExitCode.CONFIG_ERROR
     except BrokerUnavailable as exc:
-        log.error("broker unavailable: %s", exc)
+        # The cause (the client's own error) is detail: shown with --log-level DEBUG.
+        log.error("broker unavailable: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
         return ExitCode.BROKER_UNAVAILABLE
     return code

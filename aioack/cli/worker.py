@@ -99,12 +99,14 @@ def port_number(text: str) -> int:
     return port
 
 
-def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+def add_broker_arguments(parser: argparse.ArgumentParser, *, results: bool = True) -> None:
     parser.add_argument(
         "--broker",
         help=f"broker URL (default: the app's, else ${ENV_BROKER_URL}, else sqlite://: "
         "the file aioack.db here)",
     )
+    if not results:
+        return
     parser.add_argument(
         "--results",
         help=f"result backend URL (default: the app's, else ${ENV_RESULTS_URL}, else none)",
@@ -121,7 +123,7 @@ def app_for(args: argparse.Namespace) -> App:
     app = load_app(args.app)
     if args.broker:
         app.use_broker(args.broker)
-    if args.results:
+    if getattr(args, "results", None):  # commands without --results have none
         app.use_results(args.results)
     return app
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from aioack.brokers.base import BrokerAdmin, DeadLetter, QueueStats
+from aioack.brokers.base import BrokerAdmin, LetterPass, QueueStats
 from aioack.errors import BrokerUnavailable, ConfigurationError
 from aioack.hooks import DeliveryEvent, FinishedEvent, SettledEvent
 from aioack.observe.metrics import OTHER, UNDECODABLE, UNKNOWN, PrometheusMetrics
@@ -101,8 +101,11 @@ class FlakyAdmin(BrokerAdmin):
             raise BrokerUnavailable("gone")
         return QueueStats(ready=self.calls, delayed=0, unacked=0, dead=0)
 
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        return []
+    async def has_queue(self, queue: str) -> bool:
+        return True
+
+    async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
+        raise AssertionError("queue depths never read dead letters")
 
     async def delete(self, queues: Sequence[str]) -> None:
         return None

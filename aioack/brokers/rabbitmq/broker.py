@@ -17,7 +17,6 @@ never loses. Client errors are translated in ``errors``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -28,15 +27,23 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
-from aiormq.abc import DeliveredMessage
 
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, WorkerRecord
+from aioack.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    LetterPass,
+    QueueStats,
+    WorkerRecord,
+)
 from aioack.brokers.rabbitmq import topology as topo
 from aioack.brokers.rabbitmq.consumer import AmqpHandle, RabbitConsumer
 from aioack.brokers.rabbitmq.delays import MAX_QUEUE_NAME_BYTES, DelayLevels, delay_ms
 from aioack.brokers.rabbitmq.errors import translated, translated_publish, translated_settle
+from aioack.brokers.rabbitmq.letters import RabbitLetterPass
 from aioack.brokers.rabbitmq.management import ManagementAPI
 from aioack.brokers.rabbitmq.options import parse_url
 from aioack.errors import BrokerUnavailable, PublishFailed, StaleDelivery
@@ -45,9 +52,6 @@ from aioack.urls import masked
 logger = logging.getLogger("aioack.brokers.rabbitmq")
 
 _PERSISTENT = 2
-
-#: Letters a dead_letters() read takes at least, to keep a quorum queue's order.
-DEAD_LETTER_WINDOW = 100
 
 
 class RabbitMQBroker(Broker):
@@ -70,8 +74,6 @@ class RabbitMQBroker(Broker):
             if self.options.management_url
             else None
         )
-        #: queue -> most dead letters one read took (see dead_letters)
-        self._largest_read: dict[str, int] = {}
         self._connect_lock = asyncio.Lock()
 
     @property
@@ -335,59 +337,30 @@ class RabbitMQBroker(Broker):
 
     # -- inspection --------------------------------------------------------
 
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        """Read up to ``limit`` letters without consuming them, and without moving them.
+    async def has_queue(self, queue: str) -> bool:
+        if self._management is not None:  # one answer with queues(), which it lists
+            return await self._management.queue(queue) is not None
+        counts = await self._counts([queue, topo.dead_queue(queue)], missing=-1)
+        return any(count >= 0 for count in counts.values())
 
-        A consumer with ``basic.qos`` = the window takes the first letters,
-        then its channel closes unacked. Measured on RabbitMQ 3.10: a classic
-        queue puts them back where they were; a quorum queue puts them on a
-        "returns" list that is served first, so order is kept as long as every
-        read takes at least what that list holds. Hence a read always takes a
-        window of ``max(limit, DEAD_LETTER_WINDOW, the largest read so far)``
-        letters and returns the first ``limit``. (``basic.get`` then a requeue,
-        the old way, moved them to the tail of a quorum queue on every read.)
-        """
-        name = topo.dead_queue(queue)
-        with translated(f"read dead letters of {queue!r}"):
-            async with self._side_channel() as channel:
-                try:
-                    ok = await channel.queue_declare(name, passive=True)
-                except aiormq.exceptions.ChannelNotFoundEntity:
-                    return []
-                window = max(limit, DEAD_LETTER_WINDOW, self._largest_read.get(queue, 0))
-                wanted = min(window, int(ok.message_count or 0))
-                if wanted <= 0 or limit <= 0:
-                    return []
-                self._largest_read[queue] = max(wanted, self._largest_read.get(queue, 0))
-                arrived: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+    async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
+        """A consumer of ``q.dead`` that holds what it reads (see ``letters``)."""
 
-                async def take(message: DeliveredMessage) -> None:
-                    arrived.put_nowait(message)
-
-                await channel.basic_qos(prefetch_count=wanted)
-                await channel.basic_consume(name, take, no_ack=False)
-                return (await self._read_letters(queue, arrived, wanted))[:limit]
-
-    async def _read_letters(
-        self, queue: str, arrived: asyncio.Queue[DeliveredMessage], wanted: int
-    ) -> list[DeadLetter]:
-        letters: list[DeadLetter] = []
-        # The count can be stale (another reader holds some): stop waiting then.
-        with contextlib.suppress(TimeoutError):
+        async def open_channel() -> AbstractChannel:
             async with asyncio.timeout(self.options.publish_timeout_s):
-                while len(letters) < wanted:
-                    got = await arrived.get()
-                    props = got.header.properties
-                    letters.append(
-                        topo.read_letter(
-                            queue,
-                            got.body,
-                            props.headers or {},
-                            props.message_id,
-                            self.options.delivery_limit,
-                        )
-                    )
-        return letters
+                return await self._connection().channel(publisher_confirms=False)
+
+        async def publish(target: str, body: bytes, message_id: str) -> None:
+            await self._publish(target, body, message_id, {}, 0.0)
+
+        return await RabbitLetterPass.begin(
+            open_channel,
+            queue,
+            batch_size,
+            publish=publish,
+            wait_s=self.options.publish_timeout_s,
+            delivery_limit=self.options.delivery_limit,
+        )
 
     async def stats(self, queue: str) -> QueueStats:
         """Counts by state. ``unacked`` is every consumer's through the management API
@@ -404,18 +377,6 @@ class RabbitMQBroker(Broker):
             dead=counts[topo.dead_queue(queue)],
             unacked_known=self._management is not None,
         )
-
-    async def knows(self, queue: str) -> bool:
-        """A passive declare: AMQP can tell whether one queue exists, not list them."""
-        if self._management is not None:
-            return await self._management.queue(queue) is not None
-        with translated(f"look up {queue!r}"):
-            async with self._side_channel() as channel:
-                try:
-                    await channel.queue_declare(queue, passive=True)
-                except aiormq.exceptions.ChannelNotFoundEntity:
-                    return False
-        return True
 
     def with_management(self, url: str) -> RabbitMQBroker:
         """The same broker, with its management API at ``url`` (``inspect --management-url``)."""
@@ -453,8 +414,9 @@ class RabbitMQBroker(Broker):
         names = (str(q.get("name", "")) for q in await self._management.queues())
         return sorted(name for name in names if topo.is_work_queue(name))
 
-    async def _counts(self, names: Sequence[str]) -> dict[str, int]:
-        """Ready messages per queue (0 when missing), by passive declare."""
+    async def _counts(self, names: Sequence[str], *, missing: int = 0) -> dict[str, int]:
+        """Ready messages per queue (``missing`` when there is no such queue), by
+        passive declare."""
         counts: dict[str, int] = {}
         with translated("count messages"):
             remaining = list(names)
@@ -465,7 +427,7 @@ class RabbitMQBroker(Broker):
                         try:
                             ok = await channel.queue_declare(name, passive=True)
                         except aiormq.exceptions.ChannelNotFoundEntity:
-                            counts[name] = 0
+                            counts[name] = missing
                             break  # a 404 closed the channel: open another
                         counts[name] = int(ok.message_count or 0)
         return counts

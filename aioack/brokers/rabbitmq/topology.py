@@ -5,8 +5,11 @@ Pure functions: no I/O, so the wire layout is readable (and testable) in one pla
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,10 @@ H_DELIVERIES = "x-aioack-deliveries"
 #: A classic-queue requeue copy: report it as redelivered.
 H_REDELIVERED = "x-aioack-redelivered"
 _DL = "x-aioack-dl-"
+#: A dead letter's id: set by ``letter_headers`` (32 hex digits); anything else
+#: in that header (anyone can publish to a dead-letter queue) is not trusted.
+H_LETTER_ID = _DL + "id"
+_LETTER_ID = re.compile(r"[0-9a-f]{32}")
 #: A header frame must fit one frame (128 KiB by default): keep text well below.
 _MAX_TEXT = 32 * 1024
 
@@ -131,7 +138,9 @@ def copy_headers(
 
 
 def letter_headers(letter: DeadLetter) -> dict[str, Any]:
+    """The headers a dead letter is stored with, under a fresh letter id."""
     fields: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
         "reason": letter.reason,
         "detail": _clip(letter.detail),
         "error": _clip(letter.error),
@@ -155,7 +164,9 @@ def read_letter(
     if _DL + "reason" not in headers:
         return _broker_letter(queue, body, headers, message_id, delivery_limit)
     attempt = headers.get(_DL + "attempt")
+    stamp = headers.get(_DL + "dead-lettered-at")
     return DeadLetter(
+        id=letter_id(headers, message_id, _str(stamp) or "", body),
         queue=queue,
         reason=_str(headers.get(_DL + "reason")) or "unknown",
         body=body,
@@ -189,6 +200,7 @@ def _broker_letter(
     stamp: Any = death.get("time")
     when = float(stamp.timestamp()) if hasattr(stamp, "timestamp") else time.time()
     return DeadLetter(
+        id=letter_id(headers, message_id, f"{stamp!r} {death.get('count')!r}", body),
         queue=queue,
         reason=reason,
         body=body,
@@ -198,6 +210,25 @@ def _broker_letter(
         message_id=message_id,
         dead_lettered_at=when,
     )
+
+
+def letter_id(headers: Mapping[str, Any], message_id: str | None, stamp: str, body: bytes) -> str:
+    """The letter's id: the one aioack stored it with; else one derived from what
+    the letter carries (its message id, the time it was dead-lettered, its body).
+
+    Letters RabbitMQ dead-lettered itself (``delivery_limit``), and letters of
+    older versions, have no stored id: the derived one is the same on every
+    read. Two such letters of one message, dead-lettered in the same second
+    with the same body, share it; acting on that id acts on both.
+    """
+    stored = _str(headers.get(H_LETTER_ID))
+    if stored is not None and _LETTER_ID.fullmatch(stored):
+        return stored
+    digest = hashlib.sha256()
+    for part in (message_id or "", stamp):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    digest.update(body)
+    return "h" + digest.hexdigest()[:31]
 
 
 def _clip(text: str | None) -> str | None:

@@ -26,13 +26,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import astuple
 from typing import Any
 
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, WorkerRecord
+from aioack.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    LetterPass,
+    QueueStats,
+    WorkerRecord,
+)
 from aioack.brokers.redis.acks import AckBatcher
 from aioack.brokers.redis.client import Call, RedisIO
 from aioack.brokers.redis.consumer import Handle, RedisConsumer, Timings
 from aioack.brokers.redis.errors import translate_errors
 from aioack.brokers.redis.keys import queue_of_stream, stream_pattern, worker_key
-from aioack.brokers.redis.letters import letter_fields, letter_from
+from aioack.brokers.redis.letters import RedisLetterPass, letter_fields
 from aioack.brokers.redis.options import DEFAULT_URL, parse_url
 from aioack.errors import (
     BrokerError,
@@ -315,11 +323,13 @@ class RedisBroker(Broker):
 
     # -- inspection --------------------------------------------------------
 
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        dead = self._io.keys(queue).dead
-        with translate_errors("read dead letters"):
-            entries: Any = await self._io.client.xrange(dead, "-", "+", count=max(limit, 1))
-        return [letter_from(queue, flat) for _, flat in entries[:limit]]
+    async def has_queue(self, queue: str) -> bool:
+        keys = self._io.keys(queue)
+        with translate_errors("look up a queue"):
+            return int(await self._io.client.exists(keys.stream, keys.dead)) > 0
+
+    async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
+        return await RedisLetterPass.begin(self._io, queue, batch_size)
 
     async def stats(self, queue: str) -> QueueStats:
         keys = self._io.keys(queue)

@@ -1,10 +1,15 @@
-"""Dead letters as stream entries: the fields written, and read back leniently."""
+"""Dead letters as stream entries: the fields written, read back leniently, and a
+pass over them by entry id."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from aioack.brokers.base import DeadLetter
+from aioack.brokers.base import DeadLetter, LetterPass
+from aioack.brokers.redis.client import RedisIO
+from aioack.brokers.redis.errors import translate_errors
+from aioack.errors import PublishFailed
 
 
 def letter_fields(letter: DeadLetter) -> list[str | bytes]:
@@ -28,7 +33,7 @@ def letter_fields(letter: DeadLetter) -> list[str | bytes]:
     return flat
 
 
-def letter_from(queue: str, flat: Sequence[bytes]) -> DeadLetter:
+def letter_from(queue: str, flat: Sequence[bytes], entry_id: bytes | None = None) -> DeadLetter:
     fields = dict(zip(flat[0::2], flat[1::2], strict=True))
 
     def text(name: bytes) -> str | None:
@@ -50,6 +55,7 @@ def letter_from(queue: str, flat: Sequence[bytes]) -> DeadLetter:
         attempt=number(b"attempt"),
         message_id=text(b"message_id"),
         dead_lettered_at=seconds(fields.get(b"at")),
+        id=None if entry_id is None else entry_id.decode(),
     )
 
 
@@ -58,3 +64,62 @@ def seconds(raw: bytes | None) -> float:
         return float(raw or 0)
     except ValueError:  # written by hand, not by us
         return 0.0
+
+
+class RedisLetterPass(LetterPass):
+    """Visits the dead stream's entries up to the last one when the pass began.
+
+    A replay is one script per batch: each copy is added to the queue's stream
+    and its letter deleted atomically, so a crash never splits the two.
+    """
+
+    def __init__(self, io: RedisIO, queue: str, batch_size: int, until: bytes | None) -> None:
+        self._io = io
+        self._queue = queue
+        self._keys = io.keys(queue)
+        self._batch_size = batch_size
+        self._after: bytes | None = None
+        self._until = until
+
+    @classmethod
+    async def begin(cls, io: RedisIO, queue: str, batch_size: int) -> RedisLetterPass:
+        with translate_errors("read dead letters"):
+            last: Any = await io.client.xrevrange(io.keys(queue).dead, "+", "-", count=1)
+        return cls(io, queue, batch_size, last[0][0] if last else None)
+
+    async def next_batch(self) -> list[DeadLetter]:
+        if self._until is None:
+            return []
+        start = b"-" if self._after is None else b"(" + self._after
+        with translate_errors("read dead letters"):
+            entries: Any = await self._io.client.xrange(
+                self._keys.dead, start, self._until, count=self._batch_size
+            )
+        if not entries:
+            self._until = None
+            return []
+        self._after = entries[-1][0]
+        return [letter_from(self._queue, flat, entry_id) for entry_id, flat in entries]
+
+    async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
+        args: list[str | bytes] = []
+        for letter, message_id, body in copies:
+            args += [_entry_id(letter), message_id, body]
+        with translate_errors("replay dead letters", other=PublishFailed):
+            moved = await self._io.eval(
+                "replay_letters", [self._keys.stream, self._keys.dead], args
+            )
+        return int(moved)
+
+    async def remove(self, letters: Sequence[DeadLetter]) -> int:
+        with translate_errors("purge dead letters"):
+            removed = await self._io.client.xdel(
+                self._keys.dead, *(_entry_id(letter) for letter in letters)
+            )
+        return int(removed)
+
+
+def _entry_id(letter: DeadLetter) -> str:
+    # Letters of this pass were read here: their id is always an entry id.
+    assert letter.id is not None
+    return letter.id

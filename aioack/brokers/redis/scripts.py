@@ -245,6 +245,23 @@ end
 return removed
 """
 
+# KEYS stream, dead; ARGV entry id, message id, body, ... -> letters moved.
+# A replay: each letter still there becomes a fresh entry of the stream (no
+# ``dc``: its deliveries are counted from 1) and leaves the dead stream, in
+# one atomic step. A letter gone already (another replay or purge took it)
+# gets no copy.
+REPLAY_LETTERS = """
+local moved = 0
+for i = 1, #ARGV, 3 do
+  if #redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i]) > 0 then
+    redis.call('XADD', KEYS[1], '*', 'body', ARGV[i + 2], 'id', ARGV[i + 1])
+    redis.call('XDEL', KEYS[2], ARGV[i])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
 # KEYS stream, delayed, dead; ARGV group -> {length, pending, delayed, dead}.
 STATS = """
 local pending = 0
@@ -283,5 +300,6 @@ SCRIPTS: dict[str, Script] = {
         "fetch": FETCH,
         "forget_consumers": FORGET_CONSUMERS,
         "stats": STATS,
+        "replay_letters": REPLAY_LETTERS,
     }.items()
 }

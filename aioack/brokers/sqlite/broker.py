@@ -26,9 +26,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aioack._sqlite import SQLiteIO, resolve_path
-from aioack.brokers.base import Broker, Consumer, DeadLetter, Delivery, QueueStats, WorkerRecord
+from aioack.brokers.base import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    LetterPass,
+    QueueStats,
+    WorkerRecord,
+)
 from aioack.brokers.sqlite import queries, schema
 from aioack.brokers.sqlite.consumer import Handle, SQLiteConsumer
+from aioack.brokers.sqlite.letters import SQLiteLetterPass
 from aioack.brokers.sqlite.options import parse_url
 from aioack.errors import ConfigurationError, LeaseLost, StaleDelivery
 
@@ -277,11 +286,13 @@ class SQLiteBroker(Broker):
         )
         return QueueStats(ready=ready, delayed=delayed, unacked=unacked, dead=dead)
 
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+    async def has_queue(self, queue: str) -> bool:
         return await self._running().run(
-            functools.partial(queries.dead_letters, queue=queue, limit=max(limit, 0)),
-            write=False,
+            functools.partial(queries.has_queue, queue=queue), write=False
         )
+
+    async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
+        return await SQLiteLetterPass.begin(self._running(), queue, batch_size, self._notify)
 
 
 def _json(raw: str) -> object:

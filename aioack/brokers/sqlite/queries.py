@@ -184,15 +184,28 @@ def stats(conn: sqlite3.Connection, queue: str, now: float) -> tuple[int, int, i
     return int(ready), int(delayed), int(unacked), int(dead)
 
 
-def dead_letters(conn: sqlite3.Connection, queue: str, limit: int) -> list[DeadLetter]:
+def last_letter(conn: sqlite3.Connection, queue: str) -> int:
+    """The row id of the queue's newest dead letter (0: none): where a pass ends."""
+    (last,) = conn.execute(
+        "SELECT coalesce(max(id), 0) FROM dead_letters WHERE queue = ?", (queue,)
+    ).fetchone()
+    return int(last)
+
+
+def letters(
+    conn: sqlite3.Connection, queue: str, after: int, until: int, limit: int
+) -> list[DeadLetter]:
+    """Up to ``limit`` dead letters of ``queue`` with ``after < id <= until``, in order."""
     rows = conn.execute(
-        "SELECT message_id, body, reason, detail, error, traceback, delivery_count, attempt, "
-        "dead_lettered_at FROM dead_letters WHERE queue = ? ORDER BY id LIMIT ?",
-        (queue, limit),
+        "SELECT id, message_id, body, reason, detail, error, traceback, delivery_count, "
+        "attempt, dead_lettered_at FROM dead_letters WHERE queue = ? AND id > ? AND id <= ? "
+        "ORDER BY id LIMIT ?",
+        (queue, after, until, limit),
     ).fetchall()
     return [
         DeadLetter(
             queue=queue,
+            id=str(row_id),
             message_id=mid,
             body=bytes(body),
             reason=reason,
@@ -203,8 +216,47 @@ def dead_letters(conn: sqlite3.Connection, queue: str, limit: int) -> list[DeadL
             attempt=attempt,
             dead_lettered_at=at,
         )
-        for mid, body, reason, detail, error, tb, count, attempt, at in rows
+        for row_id, mid, body, reason, detail, error, tb, count, attempt, at in rows
     ]
+
+
+def replay_letters(
+    conn: sqlite3.Connection, queue: str, copies: Sequence[tuple[int, str, bytes]], now: float
+) -> int:
+    """Each (row id, message id, body): delete the letter and insert its copy, ready
+    at ``now``; a letter gone already gets no copy. Run as one transaction: the
+    copies and the deletions commit together or not at all."""
+    moved = 0
+    for row_id, message_id, body in copies:
+        gone = conn.execute(
+            "DELETE FROM dead_letters WHERE id = ? AND queue = ?", (row_id, queue)
+        ).rowcount
+        if gone:
+            publish(conn, [(queue, message_id, body, now)])
+            moved += 1
+    return moved
+
+
+def remove_letters(conn: sqlite3.Connection, queue: str, row_ids: Sequence[int]) -> int:
+    marks = _marks(row_ids)
+    return conn.execute(
+        f"DELETE FROM dead_letters WHERE queue = ? AND id IN ({marks})", (queue, *row_ids)
+    ).rowcount
+
+
+def has_queue(conn: sqlite3.Connection, queue: str) -> bool:
+    """A queue exists once declared (consumed), and while it holds a message or a
+    dead letter."""
+    return bool(
+        conn.execute(
+            # One EXISTS per partial index of messages, so neither scans the table.
+            "SELECT EXISTS (SELECT 1 FROM queues WHERE name = ?) "
+            "OR EXISTS (SELECT 1 FROM messages WHERE queue = ? AND owner IS NULL) "
+            "OR EXISTS (SELECT 1 FROM messages WHERE queue = ? AND owner IS NOT NULL) "
+            "OR EXISTS (SELECT 1 FROM dead_letters WHERE queue = ?)",
+            (queue, queue, queue, queue),
+        ).fetchone()[0]
+    )
 
 
 def delete(conn: sqlite3.Connection, queues: Sequence[str]) -> None:
