@@ -25,6 +25,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,8 +210,8 @@ class SQLiteIO:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = self._wal_mode(conn)
+            if mode != "wal":
                 raise ConfigurationError(
                     f"SQLite could not use WAL mode for {str(self.path)!r} (got {mode!r}): "
                     "is it on a network filesystem? Use a local disk"
@@ -221,6 +222,26 @@ class SQLiteIO:
             conn.close()
             raise
         return conn
+
+    def _wal_mode(self, conn: sqlite3.Connection) -> str:
+        """Switch the file to WAL (once: the mode is kept in the file); the mode it is in.
+
+        The switch takes an exclusive lock without calling the busy handler: two
+        processes opening a new file together (a worker, and ``inspect``) make one
+        of them fail at once with "database is locked". So it is retried here, up
+        to ``busy_timeout``, as every other lock wait is.
+        """
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
+                mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                if mode == "wal":
+                    return mode
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _run_reads(self, ops: list[_Op], conn: sqlite3.Connection) -> None:
         for op in ops:

@@ -76,6 +76,25 @@ async def test_a_newer_schema_is_refused_with_what_to_do(tmp_path: Path) -> None
         await broker_at(path).connect()
 
 
+async def test_opening_a_new_file_another_process_is_setting_up_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    # Seen as a worker and `inspect` started together on a new file: one failed at
+    # once with "database is locked", as switching to WAL does not wait on a lock.
+    path = tmp_path / "q.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # still in the rollback journal: setting up the file
+    other.execute("CREATE TABLE setting_up (x)")
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, other.execute, "COMMIT")
+    try:
+        async with broker_at(path, busy_timeout=5) as broker:
+            await broker.publish("q", b"x", message_id="m")
+            assert (await broker.stats("q")).ready == 1
+    finally:
+        other.close()
+
+
 async def test_a_database_locked_past_the_busy_timeout_fails_the_publish_then_recovers(
     tmp_path: Path,
 ) -> None:
