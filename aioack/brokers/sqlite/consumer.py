@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aioack._sqlite import SQLiteIO
@@ -53,8 +53,11 @@ class SQLiteConsumer(Consumer):
         poll_interval_s: float,
         changed: Callable[[], asyncio.Event],
         on_close: Callable[[SQLiteConsumer], None],
+        ceilings: Mapping[str, int] | None = None,
     ) -> None:
         self.name = consumer_name()
+        #: queue -> max_unacked, for the queues that have one.
+        self._ceilings = dict(ceilings or {})
         self.io = io
         self._queues = tuple(queues)
         self._prefetch = prefetch
@@ -129,6 +132,7 @@ class SQLiteConsumer(Consumer):
                 limit=free,
                 now=now,
                 lease_until=now + self._lease_s,
+                ceilings=self._ceilings,
             )
         )
         self._look = False
