@@ -38,6 +38,12 @@ class RabbitMQOptions(BaseModel):
     heartbeat_s: int = Field(default=30, ge=0)
     #: How often the worker asks which held deliveries lost their channel.
     lease_check_interval_s: float = Field(default=0.5, gt=0)
+    #: Where a queue's ``max_length`` (``App(queue_limits=...)``) lives on the
+    #: server: ``arguments`` declares it (``x-max-length``; a queue declared
+    #: before without it is refused: PRECONDITION_FAILED); ``policy``: aioack
+    #: declares nothing and an operator's policy sets it (changeable at any
+    #: time). Either way a negative confirm from the queue is ``QueueFull``.
+    limit_by: Literal["arguments", "policy"] = "arguments"
 
 
 def parse_url(url: str, options: Mapping[str, Any]) -> tuple[str, RabbitMQOptions]:
