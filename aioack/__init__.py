@@ -15,6 +15,7 @@ from aioack.errors import (
     MalformedMessage,
     MessageTooLarge,
     PublishFailed,
+    QueueFull,
     Reject,
     ResultTimeout,
     Retry,
@@ -24,6 +25,7 @@ from aioack.errors import (
     UnknownTask,
 )
 from aioack.hooks import Hook
+from aioack.limits import QueueLimit
 from aioack.results import ResultBackend, ResultRecord, State
 from aioack.task import AsyncResult, Task, TaskContext
 from aioack.worker import Worker, WorkerSettings
@@ -49,6 +51,8 @@ __all__ = [
     "MemoryBroker",
     "MessageTooLarge",
     "PublishFailed",
+    "QueueFull",
+    "QueueLimit",
     "Reject",
     "ResultBackend",
     "ResultRecord",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from pydantic import ValidationError
@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from aioack.brokers import Broker, broker_from_url
 from aioack.errors import ConfigurationError, UnknownTask
 from aioack.hooks import Hooks, PublishEvent
+from aioack.limits import QueueLimit, check_limits, publish_bounded
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
 from aioack.options import TaskOptions
 from aioack.results import ResultBackend, backend_from_url
@@ -49,6 +50,12 @@ class App:
     (default: the backend's, one day). ``idempotency_lease``: seconds a
     claimed key stays held by a run that stopped renewing it (a dead worker)
     before another run takes over.
+
+    ``queue_limits``: queue name -> ``QueueLimit`` (or a dict of its fields):
+    how much each queue may hold and what a publish into a full one does
+    (``QueueFull`` at once, or after waiting). Given to the broker, which
+    enforces them; every process using the queue needs the same limits.
+    See docs/operations.md.
     """
 
     def __init__(
@@ -60,10 +67,12 @@ class App:
         idempotency_lease: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         hooks: Iterable[object] = (),
+        queue_limits: Mapping[str, QueueLimit | Mapping[str, Any]] | None = None,
         **broker_options: Any,
     ) -> None:
         if idempotency_lease <= 0:
             raise ConfigurationError("idempotency_lease must be > 0 seconds")
+        self._queue_limits = check_limits(queue_limits or {})
         self._connected = False
         # Given here, it overrides the results URL's own ?result_expires=.
         self._result_options = {} if result_expires is None else {"result_expires": result_expires}
@@ -99,19 +108,28 @@ class App:
             ConfigurationError: a bad URL or option; options beside an instance.
         """
         if isinstance(spec, str):
-            return broker_from_url(spec, **self._broker_options)
-        if self._broker_options:
+            broker = broker_from_url(spec, **self._broker_options)
+        elif self._broker_options:
             names = ", ".join(sorted(self._broker_options))
             raise ConfigurationError(
                 f"broker options ({names}) apply to a broker URL, not to a "
                 f"{type(spec).__name__} instance: pass them to its constructor instead"
             )
-        return spec
+        else:
+            broker = spec
+        if self._queue_limits:
+            broker.use_limits(self._queue_limits)  # refused here if the broker cannot
+        return broker
 
     @property
     def broker(self) -> Broker:
         """The broker (built when the App was, or by ``use_broker``)."""
         return self._broker
+
+    @property
+    def queue_limits(self) -> Mapping[str, QueueLimit]:
+        """queue -> QueueLimit, as the broker enforces them (read-only)."""
+        return self._broker.limits
 
     @property
     def has_broker(self) -> bool:
@@ -185,7 +203,14 @@ class App:
         await self.aclose()
 
     async def publish(self, message: Message, queue: str, *, delay_s: float = 0.0) -> None:
-        """Encode and publish a message; connects on first use."""
+        """Encode and publish a message; connects on first use.
+
+        A full queue is handled as its ``QueueLimit.when_full`` says.
+
+        Raises:
+            QueueFull: the queue is full (after waiting, with ``when_full="wait"``).
+            MessageTooLarge, BrokerUnavailable, PublishFailed.
+        """
         if self.hooks.on_publish:
             message = self._with_hook_headers(message, queue, delay_s)
         body = message.encode(self.max_message_bytes)
@@ -195,7 +220,12 @@ class App:
             # Once per queue: a publish to a queue nobody declared yet must not bounce.
             await self.broker.declare([queue])
             self._declared.add(queue)
-        await self.broker.publish(queue, body, message_id=message.id, delay_s=delay_s)
+        broker = self.broker
+        await publish_bounded(
+            lambda: broker.publish(queue, body, message_id=message.id, delay_s=delay_s),
+            queue,
+            broker.limits.get(queue),
+        )
 
     def _with_hook_headers(self, message: Message, queue: str, delay_s: float) -> Message:
         event = PublishEvent(message.task, message.id, queue, delay_s, dict(message.headers))

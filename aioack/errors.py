@@ -11,6 +11,7 @@ Exception tree (everything aioack raises on purpose derives from AioackError)::
     ├── BrokerError             anything a broker client raised, translated
     │   ├── BrokerUnavailable   the broker cannot be reached (connect, I/O)
     │   └── PublishFailed       the broker did not take a message (no confirm, returned)
+    │       └── QueueFull       the queue is at its max_length (after waiting, if configured)
     ├── DeliveryError           a settle that must not (or could not) happen
     │   ├── AlreadySettled      a second settle of one delivery (refused in-process)
     │   └── StaleDelivery       this worker no longer owns the delivery
@@ -62,6 +63,33 @@ class BrokerUnavailable(BrokerError, ConnectionError):
 
 class PublishFailed(BrokerError):
     """Raised when the broker did not confirm that a message sits in a queue."""
+
+
+class QueueFull(PublishFailed):
+    """Raised when a publish finds its queue at ``max_length`` (``aioack.limits``).
+
+    With ``when_full="wait"`` it is raised once ``wait_timeout`` passed with
+    no room. The message was not enqueued, and nothing already queued was
+    touched. A PublishFailed, because that is what it is to a caller (the
+    message is not on the queue: try later or give up); a subclass, because
+    it is not a broker fault and retrying at once does not help.
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        max_length: int | None,
+        *,
+        waited_s: float = 0.0,
+        detail: str = "",
+    ) -> None:
+        self.queue = queue
+        self.max_length = max_length
+        #: Seconds the publish waited for room (0 with ``when_full="reject"``).
+        self.waited_s = waited_s
+        bound = f"max_length={max_length}" if max_length is not None else "its length limit"
+        text = f"queue {queue!r} is full ({bound}): message not enqueued"
+        super().__init__(f"{text}; {detail}" if detail else text)
 
 
 class DeliveryError(AioackError):

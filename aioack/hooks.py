@@ -129,6 +129,24 @@ class WorkerEvent:
     forced: bool = False
 
 
+@dataclass(slots=True)
+class WatermarkEvent:
+    """A queue's count reached its watermark (``above``), or fell back below it.
+
+    Sampled by each worker consuming the queue (``aioack.limits``): every
+    such worker reports the crossing it sees.
+    """
+
+    queue: str
+    #: ``length`` (ready + delayed, what max_length bounds) or ``unacked``.
+    measure: str
+    count: int
+    watermark: int
+    #: The limit the watermark warns of (max_length or max_unacked), if any.
+    limit: int | None
+    above: bool
+
+
 class Hook:
     """Base class of hooks: every method does nothing. Override the ones you need."""
 
@@ -171,6 +189,9 @@ class Hook:
     def on_worker_stopping(self, event: WorkerEvent) -> None:
         """The worker was asked to stop; the shutdown begins."""
 
+    def on_watermark(self, event: WatermarkEvent) -> None:
+        """A queue's length or unacked count crossed its watermark (either way)."""
+
 
 #: Every event a hook can observe.
 EVENTS = tuple(name for name in vars(Hook) if name.startswith("on_"))
@@ -199,6 +220,7 @@ class Hooks:
     on_connection_restored: tuple[Method, ...]
     on_worker_started: tuple[Method, ...]
     on_worker_stopping: tuple[Method, ...]
+    on_watermark: tuple[Method, ...]
 
     def __init__(self, hooks: Iterable[object] = ()) -> None:
         self._hooks: list[object] = []

@@ -249,6 +249,7 @@ class Task(Generic[P, R]):
 
         Raises:
             InvalidArguments, MessageTooLarge, ValueError (bad option),
+            QueueFull (the queue is at its max_length: ``App(queue_limits=...)``),
             BrokerUnavailable, PublishFailed.
         """
         now = time.time()

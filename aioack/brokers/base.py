@@ -16,10 +16,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Self
 
 from aioack.brokers.deadletters import DeadLetter, LetterFilter, replay_copy
 from aioack.errors import ConfigurationError
+from aioack.limits import QueueLimit
 from aioack.message import MAX_DELIVERY_COUNT
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Delivery",
     "LetterFilter",
     "LetterPass",
+    "Limited",
     "QueueStats",
     "WorkerRecord",
     "wait_out",
@@ -176,7 +179,35 @@ class Consumer(ABC):
         """Cancel, then give every still-unsettled delivery back to the broker."""
 
 
-class BrokerCore(ABC):
+class Limited:
+    """The queue limits a broker enforces (``aioack.limits``), seen by both halves:
+    the core enforces them, the admin side reports them (``inspect``)."""
+
+    #: queue -> its QueueLimit; queues not in it are unbounded.
+    limits: Mapping[str, QueueLimit] = MappingProxyType({})
+
+    def use_limits(self, limits: Mapping[str, QueueLimit]) -> None:
+        """Enforce ``limits`` from now on (``App(queue_limits=...)`` calls it).
+
+        Call it before publishing or consuming: a consumer takes the limits
+        its queues had when it was made, and RabbitMQ declares them.
+        A broker that cannot enforce a limit overrides this to refuse it.
+
+        Raises:
+            ConfigurationError: a limit this broker cannot enforce (the message says why).
+        """
+        self.limits = MappingProxyType(dict(limits))
+
+    def max_length(self, queue: str) -> int | None:
+        limit = self.limits.get(queue)
+        return limit.max_length if limit is not None else None
+
+    def max_unacked(self, queue: str) -> int | None:
+        limit = self.limits.get(queue)
+        return limit.max_unacked if limit is not None else None
+
+
+class BrokerCore(Limited, ABC):
     """What a worker needs: moving bodies between queues and settling deliveries.
 
     Every method translates its client library's errors into aioack's tree
@@ -230,7 +261,11 @@ class BrokerCore(ABC):
         Returns only once the broker holds the message (confirmed, durable as
         configured). A delay is held by the broker, never by a worker.
 
+        A queue with a ``max_length`` (``limits``) takes the message only if
+        it holds fewer waiting messages, checked and added in one atomic step.
+
         Raises:
+            QueueFull: the queue is at its ``max_length``; nothing was added.
             BrokerUnavailable, PublishFailed.
         """
 
@@ -238,6 +273,8 @@ class BrokerCore(ABC):
         """Publish ``(message_id, body)`` pairs; brokers override to batch.
 
         Raises:
+            QueueFull: the queue has no room for them all. SQLite, Redis and
+                memory add none then; RabbitMQ decides per message.
             BrokerUnavailable, PublishFailed.
         """
         for message_id, body in items:
@@ -246,6 +283,9 @@ class BrokerCore(ABC):
     @abstractmethod
     async def consume(self, queues: Sequence[str], *, prefetch: int) -> Consumer:
         """Subscribe to ``queues`` with at most ``prefetch`` unsettled deliveries.
+
+        A queue with a ``max_unacked`` (``limits``) hands out nothing more, to
+        any consumer, while that many of its deliveries are unsettled.
 
         Raises:
             BrokerUnavailable.
@@ -284,7 +324,9 @@ class BrokerCore(ABC):
         """Publish ``body`` (the next attempt) after ``delay_s``, then ack ``delivery``.
 
         Atomic where the broker can; otherwise publish-confirmed first, so a
-        crash in between duplicates and never loses.
+        crash in between duplicates and never loses. Never refused by a
+        ``max_length``: the copy replaces a message the queue holds, so the
+        queue does not grow (the same for ``requeue`` and ``release``).
 
         Raises:
             StaleDelivery, BrokerUnavailable, PublishFailed.
@@ -317,7 +359,7 @@ class BrokerCore(ABC):
             BrokerUnavailable.
         """
 
-    async def announce(self, record: WorkerRecord, ttl_s: float) -> None:  # noqa: B027
+    async def announce(self, record: WorkerRecord, ttl_s: float) -> None:
         """Say a worker is alive (and how busy) until ``ttl_s`` seconds from now.
 
         A worker calls it at start and every few seconds; ``retire`` at stop.
@@ -327,7 +369,7 @@ class BrokerCore(ABC):
             BrokerUnavailable.
         """
 
-    async def retire(self, worker_id: str) -> None:  # noqa: B027
+    async def retire(self, worker_id: str) -> None:
         """The worker stopped: forget its record now (else it ages out)."""
 
     async def preflight(self, time_limits_s: Mapping[str, float | None]) -> list[str]:
@@ -407,7 +449,7 @@ class LetterPass(ABC):
         await self.aclose()
 
 
-class BrokerAdmin(ABC):
+class BrokerAdmin(Limited, ABC):
     """Inspecting and administering queues: counts, dead letters, deletion.
 
     Tools and operators use it; a worker needs it only for ``--burst`` (to

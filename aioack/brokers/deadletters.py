@@ -35,6 +35,7 @@ REASONS = (
     "delivery_limit",
     "worker_lost",
     "expired",
+    "queue_full",
     "maxlen",
     "unknown",
 )

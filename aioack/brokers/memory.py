@@ -33,7 +33,7 @@ from aioack.brokers.base import (
     WorkerRecord,
     wait_out,
 )
-from aioack.errors import BrokerUnavailable, StaleDelivery
+from aioack.errors import BrokerUnavailable, QueueFull, StaleDelivery
 from aioack.urls import parse_options
 
 logger = logging.getLogger("aioack.brokers.memory")
@@ -124,7 +124,26 @@ class MemoryBroker(Broker):
         self, queue: str, body: bytes, *, message_id: str, delay_s: float = 0.0
     ) -> None:
         self._check_open()
+        self._check_room(queue, 1)
         self._put(_Entry(queue, body, message_id), delay_s)
+
+    async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        self._check_open()
+        self._check_room(queue, len(items))  # all or none
+        for message_id, body in items:
+            self._put(_Entry(queue, body, message_id), 0.0)
+
+    def _check_room(self, queue: str, adding: int) -> None:
+        """QueueFull unless ``queue`` can take ``adding`` more waiting messages.
+        (One event loop, no await before the add: the check and the add are atomic.)"""
+        max_length = self.max_length(queue)
+        if max_length is None:
+            return
+        waiting = len(self._ready.get(queue, ())) + sum(
+            1 for _, _, e in self._delayed if e.queue == queue
+        )
+        if waiting + adding > max_length:
+            raise QueueFull(queue, max_length)
 
     def _put(self, entry: _Entry, delay_s: float, *, front: bool = False) -> None:
         if delay_s > 0:
@@ -157,9 +176,13 @@ class MemoryBroker(Broker):
     def _take(self, queues: Sequence[str]) -> _Entry | None:
         for queue in queues:
             ready = self._ready.get(queue)
-            if ready:
+            if ready and not self._at_unacked_ceiling(queue):
                 return ready.popleft()
         return None
+
+    def _at_unacked_ceiling(self, queue: str) -> bool:
+        ceiling = self.max_unacked(queue)
+        return ceiling is not None and sum(c.held_on(queue) for c in self._consumers) >= ceiling
 
     async def _wait_change(self, timeout_s: float) -> None:
         event = self._changed

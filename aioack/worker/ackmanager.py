@@ -13,13 +13,20 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aioack._backoff import jittered
 from aioack._cancel import raise_swallowed_cancel
 from aioack.brokers.base import BrokerCore, DeadLetter, Delivery
-from aioack.decide import Action, ActionKind
-from aioack.errors import AlreadySettled, BrokerError, BrokerUnavailable, LeaseLost, StaleDelivery
+from aioack.decide import Action, ActionKind, dead_letter
+from aioack.errors import (
+    AlreadySettled,
+    BrokerError,
+    BrokerUnavailable,
+    LeaseLost,
+    QueueFull,
+    StaleDelivery,
+)
 from aioack.hooks import DeliveryEvent, Hooks, LeaseEvent, SettledEvent
 from aioack.message import Message
 
@@ -284,13 +291,32 @@ class AckManager:
                 else _require(retry_body, "retry needs the next attempt's body")
             )
             message_id = held.message.id if held.message else ""
-            await self._broker.publish(
-                held.delivery.queue, body, message_id=message_id, delay_s=action.delay_s
-            )
+            try:
+                await self._broker.publish(
+                    held.delivery.queue, body, message_id=message_id, delay_s=action.delay_s
+                )
+            except QueueFull as exc:
+                await self._keep_refused_copy(held, body, exc)
         elif action.kind is ActionKind.DEAD_LETTER:
             await self._broker.add_dead_letter(self._letter(held, action, error, traceback_text))
         else:
             raise AlreadySettled(f"cannot {action.kind.value} {held.label}: acked already")
+
+    async def _keep_refused_copy(self, held: Held, body: bytes, exc: QueueFull) -> None:
+        """The queue refused the copy of a message acked already (early ack): the
+        copy is the task now, so it is kept as a dead letter ``queue_full``
+        (``dlq replay`` puts it back once there is room), never dropped.
+        Late-ack settles never come here: they replace a held message and no
+        broker refuses them."""
+        action = dead_letter("queue_full", str(exc))
+        letter = replace(self._letter(held, action, None, None), body=body)
+        await self._broker.add_dead_letter(letter)
+        logger.error(
+            "task %s: its queue is full, so the copy for its next run was dead-lettered "
+            "queue_full (replay it when there is room): %s",
+            held.label,
+            exc,
+        )
 
     async def _call(self, held: Held, kind: ActionKind, operation: Callable[[], object]) -> None:
         """Run a settle operation, riding out short broker outages.

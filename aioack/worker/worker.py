@@ -43,6 +43,7 @@ from aioack.worker.resultflow import ResultFlow
 from aioack.worker.runner import Checks, Job, RunResult, execute, prepare
 from aioack.worker.settings import CLOSE_ALLOWANCE_S, Redactor, WorkerSettings
 from aioack.worker.shutdown import Stopping, signals
+from aioack.worker.watermarks import sample, watched
 
 logger = logging.getLogger("aioack.worker")
 
@@ -146,6 +147,10 @@ class Worker:
         dispatch = self._loops.start(self._dispatch(), name="aioack-dispatch")
         heartbeat = self._loops.start(acks.heartbeat(), name="aioack-heartbeat")
         self._loops.start(self._announcing(), name="aioack-announce")
+        marks = watched(self.broker, self.settings.queues)
+        if marks is not None and isinstance(self.broker, BrokerAdmin):
+            # Ends with the other loops, when the scope closes at shutdown.
+            self._loops.start(sample(self.broker, marks, self.hooks), name="aioack-watermarks")
         crashed: BaseException | None = None
         with signals(self._on_signal, install_signal_handlers):
             self._started.set()

@@ -235,3 +235,19 @@ async def test_a_cancelled_or_closed_consumer_still_waits_out_get_timeouts(
     assert await consumer.get(0.2) is None
     # A worker polls get() in a loop: an instant None would spin the event loop.
     assert time.monotonic() - started >= 0.35
+
+
+async def test_a_publish_made_between_two_gets_is_seen_by_the_next_get(
+    broker: Broker, new_queue: Callable[[], str]
+) -> None:
+    # No get() is waiting when it is published (nothing held, the consumer idle
+    # before): the next get() must still find it, not wait for another process.
+    queue = new_queue()
+    await broker.declare([queue])
+    consumer = await broker.consume([queue], prefetch=5)
+    assert await consumer.get(NONE) is None
+    await broker.publish(queue, b"between", message_id="b")
+    delivery = await _get(consumer.get, 2.0)
+    assert delivery.body == b"between"
+    await broker.ack(delivery)
+    await consumer.close()

@@ -108,3 +108,20 @@ def test_the_quickstart_needs_no_server_and_no_client_library(tmp_path: Path) ->
         timeout=120,
     )
     _check_quickstart(done)
+
+
+def test_queue_limits_example_refuses_then_waits_for_room() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/queue_limits.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "queued 3, then QueueFull: queue 'emails' is full (max_length=3): message not enqueued",
+        "watermark: emails length reached 2",
+        "a waiting publish got in once the worker made room",
+        "sent 4 emails",
+    ]

@@ -46,6 +46,8 @@ def test_the_public_surface_is_pinned() -> None:
             "MemoryBroker",
             "MessageTooLarge",
             "PublishFailed",
+            "QueueFull",
+            "QueueLimit",
             "Reject",
             "ResultBackend",
             "ResultRecord",

@@ -46,12 +46,23 @@ from aioack.brokers.rabbitmq.errors import translated, translated_publish, trans
 from aioack.brokers.rabbitmq.letters import RabbitLetterPass
 from aioack.brokers.rabbitmq.management import ManagementAPI
 from aioack.brokers.rabbitmq.options import parse_url
-from aioack.errors import BrokerUnavailable, PublishFailed, StaleDelivery
+from aioack.errors import (
+    BrokerUnavailable,
+    ConfigurationError,
+    PublishFailed,
+    QueueFull,
+    StaleDelivery,
+)
+from aioack.limits import QueueLimit
 from aioack.urls import masked
 
 logger = logging.getLogger("aioack.brokers.rabbitmq")
 
 _PERSISTENT = 2
+
+#: A settle's copy refused by a full queue goes through the 1 ms delay level,
+#: which RabbitMQ dead-letters into the queue past its limit (see ``_settle_copy``).
+_AROUND_FULL_S = 0.001
 
 
 class RabbitMQBroker(Broker):
@@ -84,6 +95,28 @@ class RabbitMQBroker(Broker):
     def from_url(cls, url: str, **options: Any) -> RabbitMQBroker:
         """``amqp://user:pass@host:5672/vhost?queue_type=classic&delivery_limit=5``."""
         return cls(url, **options)
+
+    def use_limits(self, limits: Mapping[str, QueueLimit]) -> None:
+        """Refuse what RabbitMQ cannot hold: ``max_unacked``, and ``max_length`` on
+        classic queues.
+
+        Raises:
+            ConfigurationError: says which limit and why.
+        """
+        for queue, limit in limits.items():
+            if limit.max_unacked is not None:
+                raise ConfigurationError(
+                    f"queue_limits[{queue!r}].max_unacked: RabbitMQ cannot cap a queue's "
+                    "unacked messages across consumers (basic.qos is per consumer): bound "
+                    "them with prefetch x workers, or use unacked_watermark to be told"
+                )
+            if limit.max_length is not None and self.options.queue_type == "classic":
+                raise ConfigurationError(
+                    f"queue_limits[{queue!r}].max_length needs queue_type=quorum: a full "
+                    "classic queue drops what RabbitMQ dead-letters into it, so a delayed "
+                    "retry coming due would be lost"
+                )
+        super().use_limits(limits)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -145,7 +178,9 @@ class RabbitMQBroker(Broker):
                         topo.dead_queue(queue), durable=True, arguments=topo.dead_queue_args(opts)
                     )
                     await channel.queue_declare(
-                        queue, durable=True, arguments=topo.work_queue_args(opts, queue)
+                        queue,
+                        durable=True,
+                        arguments=topo.work_queue_args(opts, queue, self.max_length(queue)),
                     )
                     if len(queue.encode()) <= MAX_QUEUE_NAME_BYTES:  # else: no delays
                         await self._delays.attach(channel, queue)
@@ -193,6 +228,8 @@ class RabbitMQBroker(Broker):
         routing_key: str | None = None,
     ) -> None:
         exchange, target = "", routing_key or queue
+        # Straight into a work queue (not delayed, not a dead letter): its limit applies.
+        limited = routing_key is None and delay_s <= 0 and self._limited(queue)
         if delay_s > 0:
             ms = delay_ms(delay_s)
             if self._delays.needs_declaring(queue, ms):
@@ -201,7 +238,7 @@ class RabbitMQBroker(Broker):
         properties = spec.Basic.Properties(
             delivery_mode=_PERSISTENT, message_id=message_id, headers=headers or None
         )
-        with translated_publish(queue):
+        with translated_publish(queue, limited=limited, max_length=self.max_length(queue)):
             async with asyncio.timeout(self.options.publish_timeout_s):
                 channel = await self._publish_channel()
                 # mandatory: a message no queue takes fails its publish (returned).
@@ -212,6 +249,29 @@ class RabbitMQBroker(Broker):
                     properties=properties,
                     mandatory=True,
                 )
+
+    def _limited(self, queue: str) -> bool:
+        """Whether a negative confirm from ``queue`` means it is full."""
+        return self.max_length(queue) is not None or self.options.limit_by == "policy"
+
+    async def _settle_copy(
+        self, queue: str, body: bytes, message_id: str, headers: dict[str, Any], delay_s: float
+    ) -> None:
+        """Publish a settle's copy (retry, hand-back), which a full queue must not refuse.
+
+        The copy replaces a message the queue holds, so the queue does not
+        grow; but RabbitMQ refuses any publish into a full queue. Refused,
+        the copy goes through the 1 ms delay level instead: RabbitMQ
+        dead-letters it from there into the queue past its limit (measured on
+        3.10: dead-lettering is not refused by x-overflow). A server that
+        refused it would keep it in the level (at-least-once) until there is
+        room: later, never lost.
+        """
+        try:
+            await self._publish(queue, body, message_id, headers, delay_s)
+        except QueueFull:
+            logger.info("rabbitmq: %s is full: a settle's copy goes around through a delay", queue)
+            await self._publish(queue, body, message_id, headers, _AROUND_FULL_S)
 
     async def _publish_channel(self) -> aiormq.abc.AbstractChannel:
         """The confirm channel of the current generation, once it is restored.
@@ -241,7 +301,9 @@ class RabbitMQBroker(Broker):
             await channel.set_qos(prefetch_count=prefetch)
             declared = [
                 await channel.declare_queue(
-                    q, durable=True, arguments=topo.work_queue_args(self.options, q)
+                    q,
+                    durable=True,
+                    arguments=topo.work_queue_args(self.options, q, self.max_length(q)),
                 )
                 for q in queues
             ]
@@ -305,12 +367,14 @@ class RabbitMQBroker(Broker):
         self, delivery: Delivery, handle: AmqpHandle, deliveries: int, *, redelivered: bool
     ) -> None:
         headers = topo.copy_headers(handle.headers, deliveries=deliveries, redelivered=redelivered)
-        await self._publish(delivery.queue, delivery.body, handle.message_id or "", headers, 0.0)
+        await self._settle_copy(
+            delivery.queue, delivery.body, handle.message_id or "", headers, 0.0
+        )
         await self.ack(delivery)
 
     async def retry(self, delivery: Delivery, body: bytes, *, delay_s: float) -> None:
         handle = self._live(delivery)
-        await self._publish(delivery.queue, body, handle.message_id or "", {}, delay_s)
+        await self._settle_copy(delivery.queue, body, handle.message_id or "", {}, delay_s)
         await self.ack(delivery)
 
     async def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:

@@ -18,6 +18,7 @@ from aioack.errors import (
     BrokerUnavailable,
     ConfigurationError,
     PublishFailed,
+    QueueFull,
     StaleDelivery,
 )
 
@@ -41,7 +42,9 @@ def translated(what: str) -> Iterator[None]:
     except amqp.ChannelPreconditionFailed as exc:
         raise ConfigurationError(
             f"{what}: RabbitMQ refused it ({_reason(exc)}); a queue probably exists with "
-            "other arguments (queue_type, delivery_limit): delete it or use the old settings"
+            "other arguments (queue_type, delivery_limit, a queue limit's max_length): delete "
+            "it or use the old settings (a max_length can be set by a policy instead: "
+            "limit_by=policy, see docs/rabbitmq.md)"
         ) from exc
     except _UNAVAILABLE as exc:
         raise BrokerUnavailable(f"{what}: RabbitMQ unavailable ({_reason(exc)})") from exc
@@ -50,13 +53,25 @@ def translated(what: str) -> Iterator[None]:
 
 
 @contextmanager
-def translated_publish(queue: str) -> Iterator[None]:
-    """Like ``translated``, but a returned or nacked message is PublishFailed."""
+def translated_publish(
+    queue: str, *, limited: bool = False, max_length: int | None = None
+) -> Iterator[None]:
+    """Like ``translated``, but a returned or nacked message is PublishFailed.
+
+    ``limited``: the message went to a work queue that has a length limit;
+    a negative confirm (not a return) then means the queue is full
+    (x-overflow=reject-publish): QueueFull.
+    """
     try:
         with translated(f"publish to {queue!r}"):
             try:
                 yield
             except amqp.DeliveryError as exc:
+                # PublishError: returned (no queue took it); else a negative confirm.
+                if limited and not isinstance(exc, amqp.PublishError):
+                    raise QueueFull(
+                        queue, max_length, detail="RabbitMQ refused it (negative confirm)"
+                    ) from exc
                 raise PublishFailed(
                     f"RabbitMQ did not take the message for {queue!r} ({_reason(exc)}); "
                     "is the queue declared?"

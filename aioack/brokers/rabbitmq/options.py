@@ -41,6 +41,12 @@ class RabbitMQOptions(BaseModel):
     #: The management HTTP API (``http://user:pass@host:15672``), for what AMQP
     #: cannot tell: every consumer's unacked count, the queues, the live workers.
     management_url: str | None = None
+    #: Where a queue's ``max_length`` (``App(queue_limits=...)``) lives on the
+    #: server: ``arguments`` declares it (``x-max-length``; a queue declared
+    #: before without it is refused: PRECONDITION_FAILED); ``policy``: aioack
+    #: declares nothing and an operator's policy sets it (changeable at any
+    #: time). Either way a negative confirm from the queue is ``QueueFull``.
+    limit_by: Literal["arguments", "policy"] = "arguments"
 
 
 def parse_url(url: str, options: Mapping[str, Any]) -> tuple[str, RabbitMQOptions]:

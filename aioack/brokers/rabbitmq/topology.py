@@ -43,12 +43,18 @@ def is_work_queue(name: str) -> bool:
     return not (head and level.isdigit())
 
 
-def work_queue_args(options: RabbitMQOptions, queue: str) -> dict[str, Any]:
+def work_queue_args(
+    options: RabbitMQOptions, queue: str, max_length: int | None = None
+) -> dict[str, Any]:
     args: dict[str, Any] = {
         "x-queue-type": options.queue_type,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": dead_queue(queue),
     }
+    if max_length is not None and options.limit_by == "arguments":
+        # Only quorum queues take a limit (use_limits): they refuse with
+        # x-overflow=reject-publish below, a negative publisher confirm.
+        args["x-max-length"] = max_length
     if options.queue_type == "quorum":
         # at-least-once: RabbitMQ keeps a message until the dead-letter queue confirmed it.
         args |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}

@@ -48,6 +48,7 @@ from aioack.errors import (
     ConfigurationError,
     LeaseLost,
     PublishFailed,
+    QueueFull,
     StaleDelivery,
 )
 from aioack.urls import masked
@@ -130,6 +131,9 @@ class RedisBroker(Broker):
         self, queue: str, body: bytes, *, message_id: str, delay_s: float = 0.0
     ) -> None:
         keys = self._io.keys(queue)
+        if self.max_length(queue) is not None:
+            await self._publish_bounded(queue, [(message_id, body)], delay_s)
+            return
         with translate_errors("publish", other=PublishFailed):
             if delay_s > 0:
                 await self._io.eval(
@@ -141,6 +145,11 @@ class RedisBroker(Broker):
                 await self._io.client.xadd(keys.stream, {"body": body, "id": message_id})
 
     async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        if self.max_length(queue) is not None:
+            # One script: room for all, or none added (not chunked, or a
+            # refusal would leave the chunks before it published).
+            await self._publish_bounded(queue, items, 0.0)
+            return
         stream = self._io.keys(queue).stream
         with translate_errors("publish", other=PublishFailed):
             for start in range(0, len(items), _PUBLISH_CHUNK):
@@ -148,6 +157,22 @@ class RedisBroker(Broker):
                 for message_id, body in items[start : start + _PUBLISH_CHUNK]:
                     pipe.xadd(stream, {"body": body, "id": message_id})
                 await pipe.execute()
+
+    async def _publish_bounded(
+        self, queue: str, items: Sequence[tuple[str, bytes]], delay_s: float
+    ) -> None:
+        """Add ``items`` if ``queue`` has room for all (checked in the same script)."""
+        keys, max_length = self._io.keys(queue), self.max_length(queue)
+        assert max_length is not None
+        args: list[bytes | str | int] = [self._io.group, max_length, _ms(delay_s)]
+        for message_id, body in items:
+            args += [body, message_id, _token(message_id)]
+        with translate_errors("publish", other=PublishFailed):
+            added = await self._io.eval(
+                "publish_bounded", [keys.stream, keys.delayed, keys.bodies], args
+            )
+        if not added:
+            raise QueueFull(queue, max_length)
 
     # -- consuming ---------------------------------------------------------
 
@@ -164,6 +189,7 @@ class RedisBroker(Broker):
             self._timings,
             self._consumers.discard,
             self._acks.in_flight,
+            ceilings={q: n for q in queues if (n := self.max_unacked(q)) is not None},
         )
         self._consumers.add(consumer)
         return consumer

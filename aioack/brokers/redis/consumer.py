@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +122,14 @@ class RedisConsumer(Consumer):
         timings: Timings,
         on_close: Callable[[RedisConsumer], None],
         acks_in_flight: Callable[[], Awaitable[None]],
+        *,
+        ceilings: Mapping[str, int] | None = None,
     ) -> None:
         self.name = consumer_name()
+        #: FETCH's ceiling argument per queue (max_unacked; 0: none), or () for none.
+        self._ceilings: tuple[int, ...] = (
+            tuple((ceilings or {}).get(q, 0) for q in queues) if ceilings else ()
+        )
         self.io = io
         self._queues = tuple(queues)
         self._streams = {io.keys(q).stream: q for q in self._queues}
@@ -235,7 +241,15 @@ class RedisConsumer(Consumer):
         self._ready.append((delivery, time.monotonic()))
 
     async def _read(self, free: int, block_s: float) -> None:
-        if len(self._queues) == 1:
+        if self._ceilings:
+            # A blocking XREADGROUP cannot count the PEL first: read with FETCH,
+            # which does, and wait out the block time when nothing came.
+            keys = list(self._streams)
+            args: list[str | int] = [self.io.group, self.name, free, *self._ceilings]
+            replies = await self.io.eval("fetch", keys, args)
+            if not replies and block_s > 0:
+                await asyncio.sleep(block_s)
+        elif len(self._queues) == 1:
             replies = await self._xreadgroup(free, block_s)
         else:
             # FETCH reads the queues in order and returns at most `free` in all;

@@ -41,6 +41,13 @@ local function drop(stream, group, id)
   redis.call('XDEL', stream, id)
 end
 
+local function pending_count(stream, group)
+  -- Entries the group's consumers hold unacked (0 when there is no group yet).
+  local p = redis.pcall('XPENDING', stream, group)
+  if type(p) ~= 'table' or p.err then return 0 end
+  return tonumber(p[1])
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -128,6 +135,21 @@ schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 return 1
 """
 
+# KEYS stream, delayed, bodies; ARGV group, max_length, delay_ms, then body,
+# message id, token for each message -> 1 added | 0 full (nothing added).
+# Waiting = ready + delayed as stats counts them: stream length minus the PEL
+# (acked entries are deleted, so the stream holds ready and unacked only),
+# plus the delayed set. Counted and added in one step: no publish in between.
+PUBLISH_BOUNDED = """
+local waiting = redis.call('XLEN', KEYS[1]) - pending_count(KEYS[1], ARGV[1])
+  + redis.call('ZCARD', KEYS[2])
+if waiting + (#ARGV - 3) / 3 > tonumber(ARGV[2]) then return 0 end
+for i = 4, #ARGV, 3 do
+  schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], tonumber(ARGV[3]), ARGV[i + 2])
+end
+return 1
+"""
+
 # KEYS stream, dead; ARGV group, consumer, id, maxlen (0: unbounded), field,
 # value, ... -> 1 | 0 not owned.
 DEAD_LETTER = """
@@ -199,24 +221,34 @@ if nxt[2] then wait = math.max(tonumber(nxt[2]) - now, 0) end
 return {#due, wait}
 """
 
-# KEYS streams in priority order; ARGV group, consumer, count
+# KEYS streams in priority order; ARGV group, consumer, count, then optionally one
+# ceiling per stream (max_unacked; 0: none)
 # -> {{stream, {{id, fields}, ...}}, ...}, never more than count entries in all.
-# (One XREADGROUP over several streams applies COUNT to each stream.)
+# (One XREADGROUP over several streams applies COUNT to each stream.) A stream
+# with a ceiling gives only what keeps its PEL, all consumers together, at or
+# below it: counted and read in one step, so no other consumer reads in between.
 FETCH = """
 local left = tonumber(ARGV[3])
 local out = {}
-for _, key in ipairs(KEYS) do
+for i, key in ipairs(KEYS) do
   if left <= 0 then break end
-  local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
-                        'STREAMS', key, '>')
-  if type(r) == 'table' and r.err then
-    redis.call('XGROUP', 'CREATE', key, ARGV[1], '0', 'MKSTREAM')
-    r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left,
-                   'STREAMS', key, '>')
+  local want = left
+  local ceiling = tonumber(ARGV[3 + i] or '0')
+  if ceiling > 0 then
+    want = math.min(want, ceiling - pending_count(key, ARGV[1]))
   end
-  if r and r[1] then
-    out[#out + 1] = r[1]
-    left = left - #r[1][2]
+  if want > 0 then
+    local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want,
+                          'STREAMS', key, '>')
+    if type(r) == 'table' and r.err then
+      redis.call('XGROUP', 'CREATE', key, ARGV[1], '0', 'MKSTREAM')
+      r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want,
+                     'STREAMS', key, '>')
+    end
+    if r and r[1] then
+      out[#out + 1] = r[1]
+      left = left - #r[1][2]
+    end
   end
 end
 return out
@@ -293,6 +325,7 @@ SCRIPTS: dict[str, Script] = {
         "move_back": MOVE_BACK,
         "retry": RETRY,
         "publish_delayed": PUBLISH_DELAYED,
+        "publish_bounded": PUBLISH_BOUNDED,
         "dead_letter": DEAD_LETTER,
         "extend": EXTEND,
         "reclaim": RECLAIM,

@@ -39,7 +39,7 @@ from aioack.brokers.sqlite import queries, schema
 from aioack.brokers.sqlite.consumer import Handle, SQLiteConsumer
 from aioack.brokers.sqlite.letters import SQLiteLetterPass
 from aioack.brokers.sqlite.options import parse_url
-from aioack.errors import ConfigurationError, LeaseLost, StaleDelivery
+from aioack.errors import ConfigurationError, LeaseLost, QueueFull, StaleDelivery
 
 #: A fenced settle: (connection, held) -> whether this consumer still held the row.
 Settle = Callable[[sqlite3.Connection, queries.Held], bool]
@@ -126,14 +126,23 @@ class SQLiteBroker(Broker):
     async def publish(
         self, queue: str, body: bytes, *, message_id: str, delay_s: float = 0.0
     ) -> None:
-        await self._insert([(queue, message_id, body, time.time() + max(delay_s, 0.0))])
+        await self._insert(queue, [(queue, message_id, body, time.time() + max(delay_s, 0.0))])
 
     async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
         now = time.time()
-        await self._insert([(queue, message_id, body, now) for message_id, body in items])
+        await self._insert(queue, [(queue, message_id, body, now) for message_id, body in items])
 
-    async def _insert(self, rows: list[tuple[str, str, bytes, float]]) -> None:
-        await self._running().run(functools.partial(queries.publish, rows=rows), atomic=False)
+    async def _insert(self, queue: str, rows: list[tuple[str, str, bytes, float]]) -> None:
+        max_length = self.max_length(queue)
+        if max_length is None:
+            await self._running().run(functools.partial(queries.publish, rows=rows), atomic=False)
+        elif not await self._running().run(
+            functools.partial(
+                queries.publish_bounded, queue=queue, rows=rows, max_length=max_length
+            ),
+            atomic=False,  # a read, then the same INSERT as an unbounded publish
+        ):
+            raise QueueFull(queue, max_length)
         self._notify()
 
     # -- consuming ---------------------------------------------------------
@@ -151,6 +160,7 @@ class SQLiteBroker(Broker):
             poll_interval_s=self.options.poll_interval,
             changed=lambda: self._changed,
             on_close=self._consumers.discard,
+            ceilings={q: n for q in queues if (n := self.max_unacked(q)) is not None},
         )
         self._consumers.add(consumer)
         return consumer

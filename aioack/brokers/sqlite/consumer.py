@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aioack._sqlite import SQLiteIO
@@ -53,8 +53,11 @@ class SQLiteConsumer(Consumer):
         poll_interval_s: float,
         changed: Callable[[], asyncio.Event],
         on_close: Callable[[SQLiteConsumer], None],
+        ceilings: Mapping[str, int] | None = None,
     ) -> None:
         self.name = consumer_name()
+        #: queue -> max_unacked, for the queues that have one.
+        self._ceilings = dict(ceilings or {})
         self.io = io
         self._queues = tuple(queues)
         self._prefetch = prefetch
@@ -72,6 +75,10 @@ class SQLiteConsumer(Consumer):
         self._look = True
         self._version: int | None = None
         self._wake_at: float | None = None
+        #: The broker's change event when this consumer last looked for work: a
+        #: local publish replaces it, so a different one means "look again"
+        #: even if the publish came while nobody was waiting on it.
+        self._seen = changed()
 
     # -- held rows, shared with the broker's settle methods ------------------
 
@@ -107,6 +114,7 @@ class SQLiteConsumer(Consumer):
         return None
 
     async def _claim(self, free: int) -> None:
+        self._seen = self._changed()
         now = time.time()
         if not await self.io.run(
             functools.partial(queries.has_work, queues=self._queues, now=now), write=False
@@ -124,6 +132,7 @@ class SQLiteConsumer(Consumer):
                 limit=free,
                 now=now,
                 lease_until=now + self._lease_s,
+                ceilings=self._ceilings,
             )
         )
         self._look = False
@@ -151,6 +160,9 @@ class SQLiteConsumer(Consumer):
         if self._wake_at is not None:
             wait_s = min(wait_s, max(0.0, self._wake_at - time.time()))
         changed = self._changed()
+        if changed is not self._seen:  # a local publish since the last look
+            self._look = True
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), wait_s)
         if changed.is_set():

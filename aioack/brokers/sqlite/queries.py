@@ -9,7 +9,7 @@ shared by every process on the machine.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aioack.brokers.base import DeadLetter
 
@@ -28,6 +28,30 @@ def publish(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, bytes, floa
     conn.executemany(
         "INSERT INTO messages (queue, message_id, body, ready_at) VALUES (?, ?, ?, ?)", rows
     )
+
+
+def publish_bounded(
+    conn: sqlite3.Connection,
+    queue: str,
+    rows: Sequence[tuple[str, str, bytes, float]],
+    max_length: int,
+) -> bool:
+    """Insert ``rows`` into ``queue`` only if its waiting rows (ready + delayed,
+    not held) leave room for all of them; False (nothing inserted) when not.
+
+    Runs in the write transaction that inserts: no other process can add in
+    between, so the queue never holds more than ``max_length`` waiting rows
+    from publishes. (The count stops at ``max_length``: it costs at most that
+    many index entries.)
+    """
+    (waiting,) = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = ? AND owner IS NULL LIMIT ?)",
+        (queue, max_length),
+    ).fetchone()
+    if waiting + len(rows) > max_length:
+        return False
+    publish(conn, rows)
+    return True
 
 
 def has_work(conn: sqlite3.Connection, queues: Sequence[str], now: float) -> bool:
@@ -55,12 +79,16 @@ def claim(
     limit: int,
     now: float,
     lease_until: float,
+    ceilings: Mapping[str, int] | None = None,
 ) -> tuple[list[Row], float | None]:
     """Claim up to ``limit`` rows, queues in priority order; and when to look next.
 
     Rows whose lease ran out (a dead or stalled worker) become claimable
-    first, marked redelivered. Returns the rows (each queue's in order) and
-    the Unix time the next delayed row comes due or the next lease lapses.
+    first, marked redelivered. A queue in ``ceilings`` (its ``max_unacked``)
+    gives only what keeps its held rows, by every consumer, at or below it:
+    counted in this write transaction, so no other process claims in between.
+    Returns the rows (each queue's in order) and the Unix time the next
+    delayed row comes due or the next lease lapses.
     """
     marks = _marks(queues)
     conn.execute(
@@ -73,6 +101,10 @@ def claim(
         left = limit - len(rows)
         if left <= 0:
             break
+        if ceilings and queue in ceilings:
+            left = min(left, ceilings[queue] - _held_count(conn, queue, ceilings[queue]))
+            if left <= 0:
+                continue
         taken = conn.execute(
             "UPDATE messages SET owner = ?, lease_until = ?, deliveries = deliveries + 1, "
             "token = token + 1 WHERE id IN (SELECT id FROM messages WHERE queue = ? AND "
@@ -82,6 +114,15 @@ def claim(
         ).fetchall()
         rows += sorted(taken)
     return rows, wake_at(conn, queues, now)
+
+
+def _held_count(conn: sqlite3.Connection, queue: str, at_most: int) -> int:
+    (held,) = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = ? AND owner IS NOT NULL "
+        "LIMIT ?)",
+        (queue, at_most),
+    ).fetchone()
+    return int(held)
 
 
 def wake_at(conn: sqlite3.Connection, queues: Sequence[str], now: float) -> float | None:
