@@ -17,6 +17,7 @@ from aioack.brokers import Broker, QueueStats, WorkerRecord
 from aioack.cli.codes import ExitCode
 from aioack.cli.worker import add_broker_arguments, app_for, close
 from aioack.errors import ConfigurationError
+from aioack.limits import QueueLimit
 
 EXAMPLES = """\
   python -m aioack inspect myproj.tasks:app
@@ -120,9 +121,33 @@ async def snapshot(broker: Broker, queues: list[str]) -> dict[str, Any]:
         "broker": broker.location,
         "at": time.time(),
         "queues": {queue: _stats_json(s) for queue, s in stats.items()},
+        "limits": {
+            queue: _limit_json(limit, stats[queue])
+            for queue, limit in broker.limits.items()
+            if queue in stats
+        },
         "workers": None if workers is None else [w.to_json() for w in _sorted(workers)],
         "unavailable": unavailable,
     }
+
+
+def _limit_json(limit: QueueLimit, stats: QueueStats) -> dict[str, Any]:
+    """The queue's limits, and whether its counts reached them (``*_reached``)."""
+    length = stats.ready + stats.delayed
+    unacked = stats.unacked if stats.unacked_known else None
+    return {
+        **limit.model_dump(),
+        "length": length,
+        "unacked": unacked,
+        "length_reached": _reached(length, limit.max_length),
+        "length_watermark_reached": _reached(length, limit.length_watermark),
+        "unacked_reached": _reached(unacked, limit.max_unacked),
+        "unacked_watermark_reached": _reached(unacked, limit.unacked_watermark),
+    }
+
+
+def _reached(count: int | None, level: int | None) -> bool | None:
+    return None if count is None or level is None else count >= level
 
 
 def _stats_json(stats: QueueStats) -> dict[str, int | None]:
@@ -144,6 +169,11 @@ def render(report: dict[str, Any]) -> str:
     for queue, s in report["queues"].items():
         unacked = "?" if s["unacked"] is None else s["unacked"]
         rows.append([queue, s["ready"], s["delayed"], unacked, s["dead"]])
+    limits = report["limits"]
+    if limits:
+        rows[0].append("limits")
+        for row in rows[1:]:
+            row.append(_limit_text(limits[row[0]]) if row[0] in limits else "")
     lines = [f"broker {report['broker']}", "", *_table(rows)]
     workers = report["workers"]
     if workers is not None:
@@ -169,13 +199,38 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _limit_text(limit: dict[str, Any]) -> str:
+    """``length 15/100 (reject), unacked 8/50, watermark length 80 REACHED``."""
+    parts = []
+    if limit["max_length"] is not None:
+        policy = (
+            "wait {:g}s".format(limit["wait_timeout"]) if limit["when_full"] == "wait" else "reject"
+        )
+        full = " FULL" if limit["length_reached"] else ""
+        parts.append(f"length {limit['length']}/{limit['max_length']} ({policy}){full}")
+    if limit["max_unacked"] is not None:
+        full = " FULL" if limit["unacked_reached"] else ""
+        unacked = "?" if limit["unacked"] is None else limit["unacked"]
+        parts.append(f"unacked {unacked}/{limit['max_unacked']}{full}")
+    for measure in ("length", "unacked"):
+        mark = limit[f"{measure}_watermark"]
+        if mark is not None:
+            reached = " REACHED" if limit[f"{measure}_watermark_reached"] else ""
+            parts.append(f"{measure} watermark {mark}{reached}")
+    return ", ".join(parts)
+
+
 def _table(rows: list[list[Any]]) -> list[str]:
+    """Aligned columns: counts to the right, text to the left."""
     cells = [[str(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    numeric = [
+        all(row[i].isdigit() or row[i] == "?" for row in cells[1:]) for i in range(len(widths))
+    ]
     return [
         "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            cell.rjust(w) if count else cell.ljust(w)
+            for cell, w, count in zip(row, widths, numeric, strict=True)
         ).rstrip()
         for row in cells
     ]

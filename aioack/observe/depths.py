@@ -94,8 +94,14 @@ class QueueDepths(Collector):
         return _families()
 
     def collect(self) -> Iterable[Metric]:
-        messages, age, errors = families = _families()
+        messages, age, errors, limits = families = _families()
         errors.add_metric([], self._errors)
+        for queue, limit in self.admin.limits.items():
+            if queue in self.queues:
+                for kind in LIMIT_KINDS:
+                    level = getattr(limit, kind)
+                    if level is not None:
+                        limits.add_metric([queue, kind], level)
         snapshot = self._snapshot  # one read: the refresher may swap it meanwhile
         if snapshot is not None:
             read_at, stats = snapshot
@@ -106,7 +112,13 @@ class QueueDepths(Collector):
         return families
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
+#: The levels of a QueueLimit exported as ``aioack_queue_limit{kind}``.
+LIMIT_KINDS = ("max_length", "max_unacked", "length_watermark", "unacked_watermark")
+
+
+def _families() -> tuple[
+    GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily, GaugeMetricFamily
+]:
     return (
         GaugeMetricFamily(
             "aioack_queue_messages",
@@ -121,5 +133,11 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, CounterMetricFami
         CounterMetricFamily(
             "aioack_queue_stats_errors",
             "Rounds of reading queue depths that failed (broker unreachable, too slow)",
+        ),
+        GaugeMetricFamily(
+            "aioack_queue_limit",
+            "A queue's configured limit or watermark (App(queue_limits=...)), by kind: "
+            "max_length, max_unacked, length_watermark, unacked_watermark",
+            labels=["queue", "kind"],
         ),
     )

@@ -50,6 +50,7 @@ from aioack.hooks import (
     Hook,
     LeaseEvent,
     SettledEvent,
+    WatermarkEvent,
     WorkerEvent,
 )
 from aioack.observe.depths import QueueDepths
@@ -136,6 +137,19 @@ class PrometheusMetrics(Hook, Collector):
         )
         self.connected = Gauge(
             "aioack_broker_connected", "1 while the worker can receive from its broker", registry=r
+        )
+        self.watermark_reached = Gauge(
+            "aioack_queue_watermark_reached",
+            "1 while a queue's count (measure: length or unacked) is at or above its "
+            "watermark, as this worker last sampled it",
+            ["queue", "measure"],
+            registry=r,
+        )
+        self.watermark_crossings = Counter(
+            "aioack_queue_watermark_crossings",
+            "Times a queue's count reached its watermark from below",
+            ["queue", "measure"],
+            registry=r,
         )
 
     def collect(self) -> Iterable[Metric]:
@@ -226,6 +240,11 @@ class PrometheusMetrics(Hook, Collector):
 
     def on_worker_started(self, event: WorkerEvent) -> None:
         self.connected.set(1)  # run() connected before it started consuming
+
+    def on_watermark(self, event: WatermarkEvent) -> None:
+        self.watermark_reached.labels(event.queue, event.measure).set(1 if event.above else 0)
+        if event.above:
+            self.watermark_crossings.labels(event.queue, event.measure).inc()
 
     # -- serving ------------------------------------------------------------
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from aioack import App, DeadLetter
+from aioack import App, DeadLetter, QueueLimit
 from aioack.brokers import Broker, WorkerRecord
-from aioack.cli.inspect import snapshot
+from aioack.cli.inspect import render, snapshot
 from tests.conftest import broker_url, make_broker
 from tests.support import AMQP_URL, require_service, unique, wait_until
 
@@ -54,6 +54,42 @@ async def test_the_figures_match_a_known_sequence_on_every_broker(
         # The management API's figures trail the broker by a few seconds.
         await wait_until(as_expected, timeout=15 if broker_kind == "rabbitmq" else 2)
         await consumer.close()
+    finally:
+        if observed is not broker:
+            await observed.aclose()
+
+
+async def test_the_limits_are_shown_with_how_full_the_queue_is(
+    broker: Broker, broker_kind: str, new_queue: Callable[[], str]
+) -> None:
+    queue = new_queue()
+    broker.use_limits({queue: QueueLimit(max_length=3, length_watermark=2)})
+    observed = _with_management(broker, broker_kind)
+    await observed.connect()
+    try:
+        await broker.declare([queue])
+        await broker.publish(queue, b"1", message_id="m1")
+        limit = (await snapshot(observed, [queue]))["limits"][queue]
+        assert (limit["max_length"], limit["length_watermark"], limit["when_full"]) == (
+            3,
+            2,
+            "reject",
+        )
+        assert (limit["length"], limit["length_reached"], limit["length_watermark_reached"]) == (
+            1,
+            False,
+            False,
+        )
+        await broker.publish(queue, b"2", message_id="m2")
+        await broker.publish(queue, b"3", message_id="m3")
+        report = await snapshot(observed, [queue])
+        limit = report["limits"][queue]
+        assert (limit["length"], limit["length_reached"], limit["length_watermark_reached"]) == (
+            3,
+            True,
+            True,
+        )
+        assert "length 3/3 (reject) FULL" in render(report)
     finally:
         if observed is not broker:
             await observed.aclose()

@@ -12,7 +12,8 @@ from prometheus_client import generate_latest
 
 from aioack.brokers.base import BrokerAdmin, LetterPass, QueueStats
 from aioack.errors import BrokerUnavailable, ConfigurationError
-from aioack.hooks import DeliveryEvent, FinishedEvent, SettledEvent
+from aioack.hooks import DeliveryEvent, FinishedEvent, SettledEvent, WatermarkEvent
+from aioack.limits import QueueLimit
 from aioack.observe.metrics import OTHER, UNDECODABLE, UNKNOWN, PrometheusMetrics
 from aioack.observe.series import check_bounds
 from tests.observe.scrape import parse, scrape, total, value
@@ -157,3 +158,29 @@ async def test_serve_on_a_taken_port_says_so() -> None:
         with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
             async with PrometheusMetrics().serve(port):
                 pass
+
+
+def test_watermark_crossings_are_a_gauge_and_a_count() -> None:
+    metrics = PrometheusMetrics()
+    metrics.on_watermark(WatermarkEvent("q", "length", 9, 8, 10, above=True))
+    metrics.on_watermark(WatermarkEvent("q", "length", 5, 8, 10, above=False))
+    metrics.on_watermark(WatermarkEvent("q", "length", 8, 8, 10, above=True))
+    s = parse(generate_latest(metrics.registry).decode())
+    labels = {"queue": "q", "measure": "length"}
+    assert value(s, "aioack_queue_watermark_reached", labels) == 1
+    assert value(s, "aioack_queue_watermark_crossings_total", labels) == 2
+
+
+async def test_the_limits_of_the_queues_watched_are_exported() -> None:
+    admin, metrics = FlakyAdmin(), PrometheusMetrics()
+    admin.use_limits(
+        {
+            "q": QueueLimit(max_length=100, length_watermark=80),
+            "elsewhere": QueueLimit(max_length=5),  # not a queue of this worker
+        }
+    )
+    async with metrics.queue_depths(admin, ["q"], interval_s=30):
+        s = parse(generate_latest(metrics.registry).decode())
+    assert value(s, "aioack_queue_limit", {"queue": "q", "kind": "max_length"}) == 100
+    assert value(s, "aioack_queue_limit", {"queue": "q", "kind": "length_watermark"}) == 80
+    assert {dict(labels)["queue"] for (name, labels) in s if name == "aioack_queue_limit"} == {"q"}

@@ -41,7 +41,13 @@ from aioack.brokers.base import (
 )
 from aioack.brokers.rabbitmq import topology as topo
 from aioack.brokers.rabbitmq.consumer import AmqpHandle, RabbitConsumer
-from aioack.brokers.rabbitmq.delays import MAX_QUEUE_NAME_BYTES, DelayLevels, delay_ms
+from aioack.brokers.rabbitmq.delays import (
+    LEVELS,
+    MAX_QUEUE_NAME_BYTES,
+    DelayLevels,
+    delay_ms,
+    level_queue,
+)
 from aioack.brokers.rabbitmq.errors import translated, translated_publish, translated_settle
 from aioack.brokers.rabbitmq.letters import RabbitLetterPass
 from aioack.brokers.rabbitmq.management import ManagementAPI
@@ -431,20 +437,37 @@ class RabbitMQBroker(Broker):
         when ``management_url`` is set; without it, only this process's."""
         counts = await self._counts([queue, topo.dead_queue(queue)])
         unacked = sum(c.held_on(queue) for c in self._consumers)
+        delayed = await self._delays.delayed(self._counts, queue)
         if self._management is not None:
             found = await self._management.queue(queue)
             unacked = int((found or {}).get("messages_unacknowledged") or 0)
+            delayed += await self._held_by_dead_lettering(queue)
         return QueueStats(
             ready=counts[queue],
-            delayed=await self._delays.delayed(self._counts, queue),
+            delayed=delayed,
             unacked=unacked,
             dead=counts[topo.dead_queue(queue)],
             unacked_known=self._management is not None,
         )
 
+    async def _held_by_dead_lettering(self, queue: str) -> int:
+        """Delayed messages that came due while ``queue`` was full: RabbitMQ's
+        dead-letter worker holds them and tries again later (``messages_dlx`` of
+        the delay levels). No AMQP count sees them; the management API does."""
+        assert self._management is not None
+        names = {level_queue(queue, k) for k in range(LEVELS)}
+        levels = (
+            q
+            for q in await self._management.queues(columns="name,messages_dlx")
+            if q.get("name") in names
+        )
+        return sum(int(q.get("messages_dlx") or 0) for q in levels)
+
     def with_management(self, url: str) -> RabbitMQBroker:
         """The same broker, with its management API at ``url`` (``inspect --management-url``)."""
-        return RabbitMQBroker(self._url, **{**self.options.model_dump(), "management_url": url})
+        same = RabbitMQBroker(self._url, **{**self.options.model_dump(), "management_url": url})
+        same.use_limits(self.limits)
+        return same
 
     # -- workers and queues ------------------------------------------------
 

@@ -49,8 +49,10 @@ class ManagementAPI:
         found = await self._get(f"/api/queues/{self._vhost}/{quote(name, safe='')}")
         return found if isinstance(found, dict) else None
 
-    async def queues(self) -> list[dict[str, Any]]:
-        return _dicts(await self._get(f"/api/queues/{self._vhost}"))
+    async def queues(self, columns: str = "") -> list[dict[str, Any]]:
+        """Every queue of the vhost; only ``columns`` (comma-separated) when given."""
+        query = f"?columns={quote(columns, safe=',')}" if columns else ""
+        return _dicts(await self._get(f"/api/queues/{self._vhost}{query}"))
 
     async def consumers(self) -> list[dict[str, Any]]:
         return _dicts(await self._get(f"/api/consumers/{self._vhost}"))
