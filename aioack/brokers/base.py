@@ -12,6 +12,7 @@ once per delivery: the AckManager guarantees it, so brokers need not.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -122,11 +123,18 @@ class WorkerRecord:
                 queues=tuple(str(q)[:200] for q in list(data["queues"])[:100]),
                 concurrency=int(data["concurrency"]),
                 in_flight=int(data["in_flight"]),
-                started_at=float(data["started_at"]),
-                seen_at=float(data["seen_at"]),
+                started_at=_finite(data["started_at"]),
+                seen_at=_finite(data["seen_at"]),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
+
+
+def _finite(value: object) -> float:
+    number = float(value)  # type: ignore[arg-type]  # anything else: TypeError, as for a bad record
+    if not math.isfinite(number):
+        raise ValueError(f"not a time: {number}")
+    return number
 
 
 async def wait_out(deadline: float) -> None:

@@ -222,7 +222,7 @@ def _limit_text(limit: dict[str, Any]) -> str:
 
 def _table(rows: list[list[Any]]) -> list[str]:
     """Aligned columns: counts to the right, text to the left."""
-    cells = [[str(cell) for cell in row] for row in rows]
+    cells = [[_printable(str(cell)) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     numeric = [
         all(row[i].isdigit() or row[i] == "?" for row in cells[1:]) for i in range(len(widths))
@@ -234,6 +234,14 @@ def _table(rows: list[list[Any]]) -> list[str]:
         ).rstrip()
         for row in cells
     ]
+
+
+def _printable(text: str) -> str:
+    """Names read from the broker (hosts, queues) as they can be shown: anyone who
+    can write to the broker could put a terminal escape in them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _age(seconds: float) -> str:
