@@ -35,20 +35,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add(commands, EXIT_CODES)
-    for sub in commands.choices.values():
-        sub.add_argument(
-            "--log-level",
-            default="INFO",
-            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-            help="(INFO)",
-        )
-        sub.add_argument(
-            "--log-format",
-            default="text",
-            choices=["text", "json"],
-            help="text: one greppable line per event; json: one object per line (text)",
-        )
+    _add_log_options(parser, defaults=True)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--log-level and --log-format, anywhere on the line: before the command, after
+    it, after a dlq action. Only the top parser sets defaults; the others leave
+    the value alone unless given (SUPPRESS), so a later one wins."""
+    parser.add_argument(
+        "--log-level",
+        default="INFO" if defaults else argparse.SUPPRESS,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="(INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text" if defaults else argparse.SUPPRESS,
+        choices=["text", "json"],
+        help="text: one greppable line per event; json: one object per line (text)",
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_log_options(sub, defaults=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -202,3 +202,24 @@ def test_bad_requests_exit_with_their_codes(tmp_path: Path) -> None:
         "unacked",
         "dead",
     ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-level", "DEBUG", "inspect"],
+        ["inspect", "--log-level", "DEBUG"],
+        ["--log-level", "ERROR", "inspect", "--log-level", "DEBUG"],  # the later one wins
+    ],
+    ids=["before", "after", "both"],
+)
+def test_log_options_work_before_and_after_the_command(argv: list[str], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aioack", *argv, "--broker", f"sqlite:///{tmp_path}/q.db"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert " DEBUG " in done.stderr  # asyncio's first line, at DEBUG only
