@@ -214,6 +214,10 @@ class Limited:
         limit = self.limits.get(queue)
         return limit.max_unacked if limit is not None else None
 
+    def unacked_ceilings(self, queues: Sequence[str]) -> dict[str, int]:
+        """``queue -> max_unacked`` of those of ``queues`` that have one (for a consumer)."""
+        return {q: n for q in queues if (n := self.max_unacked(q)) is not None}
+
 
 class BrokerCore(Limited, ABC):
     """What a worker needs: moving bodies between queues and settling deliveries.

@@ -189,7 +189,7 @@ class RedisBroker(Broker):
             self._timings,
             self._consumers.discard,
             self._acks.in_flight,
-            ceilings={q: n for q in queues if (n := self.max_unacked(q)) is not None},
+            ceilings=self.unacked_ceilings(queues),
         )
         self._consumers.add(consumer)
         return consumer

@@ -160,7 +160,7 @@ class SQLiteBroker(Broker):
             poll_interval_s=self.options.poll_interval,
             changed=lambda: self._changed,
             on_close=self._consumers.discard,
-            ceilings={q: n for q in queues if (n := self.max_unacked(q)) is not None},
+            ceilings=self.unacked_ceilings(queues),
         )
         self._consumers.add(consumer)
         return consumer
