@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -122,6 +123,16 @@ def load(url: str, schemes: Mapping[str, Scheme], *, what: str) -> Any:
             f"({exc})"
         ) from exc
     return getattr(module, entry.cls)
+
+
+#: ``scheme://user:password@`` anywhere in a text (an error message quoting a URL).
+_CREDENTIALS_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):[^\s@]*@")
+
+
+def scrubbed(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***``: for text
+    that leaves the process (a probe's answer) and may quote a client's error."""
+    return _CREDENTIALS_IN_TEXT.sub(r"\1:***@", text)
 
 
 def masked(url: str) -> str:

@@ -22,8 +22,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aioack.hooks import ConnectionEvent, Hook, WorkerEvent
+from aioack.urls import scrubbed
 
 logger = logging.getLogger("aioack.health")
+
+#: Probes answered at once; a connection past it is closed unanswered. A prober
+#: needs one or two: this only keeps a flood of idle connections from making
+#: a thread each.
+MAX_OPEN_PROBES = 16
+#: Seconds a connection may take to send its request and take the answer.
+PROBE_IO_TIMEOUT_S = 2.0
 
 
 class HealthProbe(Hook):
@@ -60,7 +68,7 @@ class HealthProbe(Hook):
         if not self._started:
             return False, "starting"
         if self._broker_error is not None:
-            return False, f"broker unreachable: {self._broker_error}"
+            return False, f"broker unreachable: {scrubbed(self._broker_error)}"
         return True, "ready"
 
     def liveness(self) -> tuple[bool, str]:
@@ -90,8 +98,7 @@ class HealthProbe(Hook):
             OSError: the port cannot be bound (in use, not allowed).
         """
         self._loop = asyncio.get_running_loop()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _ProbeServer((host, port), _handler(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aioack-health", daemon=True
         )
@@ -110,8 +117,41 @@ class HealthProbe(Hook):
             await loop.run_in_executor(None, thread.join, 5.0)
 
 
+class _ProbeServer(ThreadingHTTPServer):
+    """A thread per probe, at most MAX_OPEN_PROBES at once; errors go to the log."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_OPEN_PROBES)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: the prober tries again next period
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints the traceback to stderr, past the log's format (a
+        # prober that hung up mid-answer): a probe's failure is no news.
+        logger.debug("health: a probe from %s failed", client_address, exc_info=True)
+
+
 def _handler(probe: HealthProbe) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = PROBE_IO_TIMEOUT_S  # an idle connection ends, and its thread with it
+
         def do_GET(self) -> None:
             if self.path == "/livez":
                 ok, why = probe.liveness()

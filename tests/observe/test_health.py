@@ -150,3 +150,45 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_idle_connections_cannot_pile_up_threads_and_end_on_their_own() -> None:
+    import socket
+
+    from aioack.observe import health
+
+    before = threading.active_count()
+    probe = HealthProbe()
+    await probe.start(port=0)
+    idle = [socket.create_connection(("127.0.0.1", probe.port)) for _ in range(60)]
+    try:
+        await asyncio.sleep(0.3)
+        assert threading.active_count() <= before + 1 + health.MAX_OPEN_PROBES, "a thread each"
+        for sock in idle:
+            sock.close()
+        await wait_until(
+            lambda: threading.active_count() <= before + 1,
+            timeout=health.PROBE_IO_TIMEOUT_S + 3,
+            message="the probe threads to end",
+        )
+        assert (await probe_says(probe.port, "/livez"))[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        await probe.stop()
+
+
+async def test_readiness_never_shows_a_password_from_the_broker_error() -> None:
+    from aioack.hooks import ConnectionEvent
+
+    probe = HealthProbe()
+    await probe.start(port=0)
+    try:
+        probe.on_connection_lost(
+            ConnectionEvent("RabbitMQBroker", "cannot reach amqp://guest:s3cret@10.0.0.1:5672/")
+        )
+        probe._started = True
+        code, body = await probe_says(probe.port, "/readyz")
+        assert code == 503 and "s3cret" not in body and "amqp://guest:***@" in body
+    finally:
+        await probe.stop()
