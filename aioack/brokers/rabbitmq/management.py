@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -23,6 +24,21 @@ from aioack.urls import masked
 
 #: Responses larger than this are refused (a misconfigured URL, a proxy page).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Seconds a queue listing is reused: RabbitMQ refreshes its figures every 5 s
+#: (collect_statistics_interval), so asking more often only loads the server,
+#: with every worker's depth refresher and watermark sampler asking.
+LISTING_TTL_S = 5.0
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect with every header, the password's included, to
+    whatever host it names: a redirect is an error here instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class ManagementAPI:
@@ -43,6 +59,8 @@ class ManagementAPI:
         vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
         self._vhost = quote(vhost, safe="")
         self._timeout_s = timeout_s
+        #: columns -> (monotonic time read, the listing)
+        self._listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     async def queue(self, name: str) -> dict[str, Any] | None:
         """The queue's figures, or None when it does not exist."""
@@ -50,9 +68,15 @@ class ManagementAPI:
         return found if isinstance(found, dict) else None
 
     async def queues(self, columns: str = "") -> list[dict[str, Any]]:
-        """Every queue of the vhost; only ``columns`` (comma-separated) when given."""
+        """Every queue of the vhost (read at most every LISTING_TTL_S); only
+        ``columns`` (comma-separated) when given."""
+        cached = self._listings.get(columns)
+        if cached is not None and time.monotonic() - cached[0] < LISTING_TTL_S:
+            return cached[1]
         query = f"?columns={quote(columns, safe=',')}" if columns else ""
-        return _dicts(await self._get(f"/api/queues/{self._vhost}{query}"))
+        listing = _dicts(await self._get(f"/api/queues/{self._vhost}{query}"))
+        self._listings[columns] = (time.monotonic(), listing)
+        return listing
 
     async def consumers(self) -> list[dict[str, Any]]:
         return _dicts(await self._get(f"/api/consumers/{self._vhost}"))
@@ -68,11 +92,17 @@ class ManagementAPI:
             self._base + path, headers={"Authorization": self._auth, "Accept": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+            with _OPENER.open(request, timeout=self._timeout_s) as response:
                 raw = response.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
+            if 300 <= exc.code < 400:
+                raise BrokerUnavailable(
+                    f"RabbitMQ management API at {self.shown} answered a redirect "
+                    f"({exc.code}), which is not followed (it would take the password "
+                    "along): give the API's own address"
+                ) from exc
             raise BrokerUnavailable(
                 f"RabbitMQ management API at {self.shown} answered {exc.code} {exc.reason}"
                 + (": check the user and password" if exc.code == 401 else "")
