@@ -58,6 +58,9 @@ class QueueDepths(Collector):
         self._clock = clock
         #: (read at, stats by queue): replaced whole, never changed in place.
         self._snapshot: tuple[float, dict[str, QueueStats]] | None = None
+        #: Until a first read succeeds, the figures' age counts from here: a
+        #: broker down from the start shows as stale, not as no figure at all.
+        self._since = clock()
         self._errors = 0
         self._failing = False
 
@@ -109,6 +112,8 @@ class QueueDepths(Collector):
                 for state in STATES:
                     messages.add_metric([queue, state], getattr(counts, state))
             age.add_metric([], max(0.0, self._clock() - read_at))
+        else:
+            age.add_metric([], max(0.0, self._clock() - self._since))
         return families
 
 

@@ -113,6 +113,9 @@ class PrometheusMetrics(Hook, Collector):
         self._running = 0
         self._held = 0
         self._depths: QueueDepths | None = None
+        #: None until a worker reports: an API process without a worker exports no
+        #: such gauge, rather than a 0 an alert would read as "disconnected".
+        self._connected: int | None = None
         self._define_rare()
         self.registry.register(self)
 
@@ -134,9 +137,6 @@ class PrometheusMetrics(Hook, Collector):
             "the broker redelivers them",
             ["queue"],
             registry=r,
-        )
-        self.connected = Gauge(
-            "aioack_broker_connected", "1 while the worker can receive from its broker", registry=r
         )
         self.watermark_reached = Gauge(
             "aioack_queue_watermark_reached",
@@ -161,6 +161,12 @@ class PrometheusMetrics(Hook, Collector):
             received.add_metric([queue], count)
         yield received
         yield from families(self._series.copy())
+        if self._connected is not None:
+            yield GaugeMetricFamily(
+                "aioack_broker_connected",
+                "1 while the worker can receive from its broker",
+                self._connected,
+            )
         yield GaugeMetricFamily("aioack_tasks_running", "Task functions running now", self._running)
         yield GaugeMetricFamily(
             "aioack_deliveries_held",
@@ -233,13 +239,13 @@ class PrometheusMetrics(Hook, Collector):
         self.leases_lost.labels(event.queue).inc()
 
     def on_connection_lost(self, event: ConnectionEvent) -> None:
-        self.connected.set(0)
+        self._connected = 0
 
     def on_connection_restored(self, event: ConnectionEvent) -> None:
-        self.connected.set(1)
+        self._connected = 1
 
     def on_worker_started(self, event: WorkerEvent) -> None:
-        self.connected.set(1)  # run() connected before it started consuming
+        self._connected = 1  # run() connected before it started consuming
 
     def on_watermark(self, event: WatermarkEvent) -> None:
         self.watermark_reached.labels(event.queue, event.measure).set(1 if event.above else 0)

@@ -143,7 +143,8 @@ async def test_serve_listens_then_frees_its_port() -> None:
     metrics = PrometheusMetrics()
     async with metrics.serve(0) as (host, port), httpx.AsyncClient() as client:
         s = await scrape(client, f"http://{host}:{port}/metrics")
-        assert value(s, "aioack_broker_connected") == 0
+        # No worker has reported: no gauge (a 0 would read as "disconnected").
+        assert ("aioack_broker_connected", ()) not in s
     with pytest.raises(OSError), socket.create_connection((host, port), timeout=1):
         pass  # nobody listens any more
     async with metrics.serve(port) as again:  # and a restart in this process takes the port
@@ -184,3 +185,14 @@ async def test_the_limits_of_the_queues_watched_are_exported() -> None:
     assert value(s, "aioack_queue_limit", {"queue": "q", "kind": "max_length"}) == 100
     assert value(s, "aioack_queue_limit", {"queue": "q", "kind": "length_watermark"}) == 80
     assert {dict(labels)["queue"] for (name, labels) in s if name == "aioack_queue_limit"} == {"q"}
+
+
+async def test_a_broker_down_from_the_start_shows_as_stale_figures() -> None:
+    admin, metrics = FlakyAdmin(), PrometheusMetrics()
+    admin.down = True
+    async with metrics.queue_depths(admin, ["q"], interval_s=0.02) as depths:
+        await wait_until(lambda: depths._errors >= 2, 5, message="failed refreshes")
+        await asyncio.sleep(0.1)
+        s = parse(generate_latest(metrics.registry).decode())
+    assert value(s, "aioack_queue_stats_age_seconds") >= 0.1
+    assert ("aioack_queue_messages", (("queue", "q"), ("state", "ready"))) not in s
