@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import sys
 import time
 from typing import Any
 
@@ -42,7 +44,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
     inspect.add_argument("--json", action="store_true", help="one JSON object, for machines")
     inspect.add_argument(
         "--watch",
-        type=float,
+        type=watch_interval,
         nargs="?",
         const=2.0,
         metavar="SECONDS",
@@ -68,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_run(app, args))
     except KeyboardInterrupt:  # --watch ends with Ctrl-C
         return ExitCode.OK
+
+
+def watch_interval(text: str) -> float:
+    """Seconds between two redraws: 0.5 to 3600 (a redraw asks the broker every time)."""
+    seconds = float(text)
+    if not 0.5 <= seconds <= 3600:
+        raise ValueError(text)  # argparse: "invalid watch_interval value", exit 2
+    return seconds
 
 
 async def _run(app: App, args: argparse.Namespace) -> int:
@@ -96,7 +106,8 @@ async def _queues(app: App, args: argparse.Namespace) -> list[str] | int:
         named = [q.strip() for q in args.queues.split(",") if q.strip()]
         unknown = [q for q in named if q not in app.queues() and not await broker.has_queue(q)]
         if unknown:
-            print(f"unknown queue{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+            names = ", ".join(_printable(q) for q in unknown)
+            print(f"unknown queue{'s' if len(unknown) > 1 else ''}: {names}", file=sys.stderr)
             return ExitCode.NOT_FOUND
         return named
     known = await broker.queues()
@@ -245,8 +256,15 @@ def _printable(text: str) -> str:
 
 
 def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+    """``45s``, ``12m05s``, ``2h14m``, ``3d04h``: the two largest units."""
+    whole = int(min(max(0.0, seconds), 1e9)) if math.isfinite(seconds) else 0
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

@@ -1,12 +1,10 @@
 """Logs: one line per event, as text (greppable) or JSON (one object per line).
 
 The worker's log calls for the events of a delivery carry structured fields
-(``extra``): ``event`` (received, started, failed, acked, retry_scheduled,
-deferred, requeued, released, dead_lettered, lost, lease_lost,
-connection_lost, connection_restored, worker_started, worker_stopped),
-``task``, ``task_id``, ``queue``, ``attempt``, ``delivery_count``,
-``duration_s``, ``worker_id``, and per event ``action``, ``reason``,
-``detail``, ``delay_s``, ``traceback``. ``JsonFormatter`` writes them as one
+(``extra``): ``event`` (see docs/operations.md for the list), ``task``,
+``task_id``, ``queue``, ``attempt``, ``delivery_count``, ``duration_s``,
+``worker_id``, and per event ``action``, ``reason``, ``detail``,
+``delay_s``, ``error``, ``traceback``. ``JsonFormatter`` writes them as one
 JSON object per line; ``TextFormatter`` writes the message as one line (and a
 traceback, when there is one, on the lines after it, as Python does).
 

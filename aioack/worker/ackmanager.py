@@ -337,7 +337,9 @@ class AckManager:
                     word,
                     kind.value,
                     exc,
-                    extra=held.fields(f"{word}_lost", self._worker_id, action=kind.value),
+                    extra=held.fields(
+                        "lease_lost", self._worker_id, action=kind.value, detail=str(exc)
+                    ),
                 )
                 return
             except BrokerUnavailable as exc:
@@ -348,7 +350,9 @@ class AckManager:
                         held.label,
                         kind.value,
                         exc,
-                        extra=held.fields("lost", self._worker_id, action=kind.value),
+                        extra=held.fields(
+                            "settle_failed", self._worker_id, action=kind.value, error=str(exc)
+                        ),
                     )
                     return
                 await asyncio.sleep(jittered(delay_s))
@@ -399,7 +403,7 @@ class AckManager:
         elapsed = f"{elapsed_s:.3f}s" if elapsed_s is not None else "-"
         what = _describe(action, held)
         fields = held.fields(
-            "lost" if held.lost else _EVENTS.get(action.kind, action.kind.value),
+            "not_settled" if held.lost else _EVENTS.get(action.kind, action.kind.value),
             self._worker_id,
             action=action.kind.value,
             duration_s=elapsed_s,
@@ -457,7 +461,7 @@ class AckManager:
                 logger.warning(
                     "task %s lost its delivery (lease or channel); it will be redelivered",
                     h.label,
-                    extra=h.fields("lost", self._worker_id),
+                    extra=h.fields("lease_lost", self._worker_id),
                 )
                 with contextlib.suppress(Exception):
                     self._on_lost(h)

@@ -184,12 +184,14 @@ def test_inspect_json_lists_a_worker_process(kind: str, tmp_path: Path) -> None:
 def test_bad_requests_exit_with_their_codes(tmp_path: Path) -> None:
     sqlite = f"sqlite:///{tmp_path}/q.db"
     unknown = _inspect("--broker", sqlite, "-Q", "no-such-queue")
-    assert unknown.returncode == 7 and "unknown queue: no-such-queue" in unknown.stdout
+    assert unknown.returncode == 7 and "unknown queue: no-such-queue" in unknown.stderr
     require_service(AMQP_URL)
     down = _inspect("--broker", AMQP_URL, "--management-url", "http://127.0.0.1:1", "-Q", "x")
     assert (
         down.returncode == 5 and "management API at http://127.0.0.1:1 unreachable" in down.stderr
     )
+    assert _inspect("--broker", sqlite, "--watch", "0").returncode == 2
+    assert _inspect("--broker", sqlite, "--watch", "-1").returncode == 2
     cannot_list = _inspect("--broker", AMQP_URL)
     assert cannot_list.returncode == 3 and "name them with -Q" in cannot_list.stderr
     not_rabbit = _inspect("--broker", sqlite, "--management-url", "http://127.0.0.1:1")

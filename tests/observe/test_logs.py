@@ -4,6 +4,7 @@ fields, no credential and no unredacted value ever appears."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -124,3 +125,39 @@ def test_the_app_itself_never_shows_a_password() -> None:
     assert SECRET not in app.broker.location
     assert app.results is not None and SECRET not in app.results.location
     assert SECRET not in repr(app.broker.options)
+
+
+async def test_a_lease_taken_over_is_logged_as_lease_lost_with_its_task(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "lease.db"
+    app, running = App(f"sqlite:///{path}?visibility_timeout=0.3"), asyncio.Event()
+
+    @app.task(queue="leases")
+    async def long_one() -> None:
+        running.set()
+        await asyncio.sleep(30)  # cancelled once the worker learns it lost the delivery
+
+    async with app:
+        await long_one.delay()
+    caplog.set_level("INFO", logger="aioack")
+    async with app.worker(["leases"], concurrency=1, shutdown_timeout=1):
+        await asyncio.wait_for(running.wait(), 10)
+        with sqlite3.connect(path) as other:  # another process took the lease over
+            other.execute("UPDATE messages SET owner = 'someone-else', token = token + 1")
+        await asyncio.sleep(0)
+
+        def logged(event: str) -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.__dict__.get("event") == event]
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not logged("lease_lost") and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    [lost] = logged("lease_lost")
+    assert lost.levelname == "WARNING"
+    fields = {k: lost.__dict__[k] for k in ("task", "task_id", "queue", "attempt", "worker_id")}
+    assert fields["task"] == long_one.name and fields["queue"] == "leases", fields
+    assert fields["task_id"] and fields["attempt"] == 1 and fields["worker_id"]
