@@ -267,11 +267,12 @@ class RabbitMQBroker(Broker):
 
         The copy replaces a message the queue holds, so the queue does not
         grow; but RabbitMQ refuses any publish into a full queue. Refused,
-        the copy goes through the 1 ms delay level instead: RabbitMQ
-        dead-letters it from there into the queue past its limit (measured on
-        3.10: dead-lettering is not refused by x-overflow). A server that
-        refused it would keep it in the level (at-least-once) until there is
-        room: later, never lost.
+        the copy goes through the 1 ms delay level instead, from which RabbitMQ
+        dead-letters it into the queue at-least-once: it gets in (sometimes
+        past the limit), or, while the queue still refuses, RabbitMQ's
+        dead-letter worker keeps it and tries again (every 180 s by default).
+        Later, never lost; counted meanwhile only through the management API
+        (``stats()`` with ``management_url``).
         """
         try:
             await self._publish(queue, body, message_id, headers, delay_s)
