@@ -81,6 +81,7 @@ async def test_readiness_follows_start_the_broker_connection_and_shutdown(
             assert (await probe_says(probe.port, "/livez"))[0] == 200, "alive while draining"
     finally:
         await probe.stop()
+        await broker.aclose()  # left open, its connections are closed by the GC, in a later test
         async with broker_from_url(REDIS_URL) as cleanup:
             await cleanup.delete([queue])  # type: ignore[attr-defined]
 
