@@ -161,6 +161,7 @@ async def test_broker_connected_drops_while_the_broker_is_unreachable_and_comes_
             proxy.accept()
             await wait_until(lambda: connected_is(1), 15, message="connected back to 1")
     finally:
+        await broker.aclose()
         await proxy.aclose()
         async with broker_from_url(REDIS_URL) as direct:
             await direct.delete([queue])
