@@ -33,6 +33,7 @@ from aioack.brokers.base import (
     WorkerRecord,
     wait_out,
 )
+from aioack.brokers.deadletters import time_to_store
 from aioack.errors import BrokerUnavailable, QueueFull, StaleDelivery
 from aioack.urls import parse_options
 
@@ -229,7 +230,11 @@ class MemoryBroker(Broker):
         self._store_letter(letter)
 
     def _store_letter(self, letter: DeadLetter) -> None:
-        stored = replace(letter, id=str(next(self._letter_ids)))
+        stored = replace(
+            letter,
+            id=str(next(self._letter_ids)),
+            dead_lettered_at=time_to_store(letter.dead_lettered_at),
+        )
         self._dead.setdefault(letter.queue, []).append(stored)
 
     async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:

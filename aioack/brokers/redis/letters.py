@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aioack.brokers.base import DeadLetter, LetterPass
+from aioack.brokers.deadletters import letter_time, time_to_store
 from aioack.brokers.redis.client import RedisIO
 from aioack.brokers.redis.errors import translate_errors
 from aioack.errors import PublishFailed
@@ -21,7 +22,7 @@ def letter_fields(letter: DeadLetter) -> list[str | bytes]:
         "delivery_count": str(letter.delivery_count),
         "attempt": None if letter.attempt is None else str(letter.attempt),
         "message_id": letter.message_id,
-        "at": repr(letter.dead_lettered_at),
+        "at": repr(time_to_store(letter.dead_lettered_at)),
         "body": letter.body,
     }
     flat: list[str | bytes] = []
@@ -54,16 +55,10 @@ def letter_from(queue: str, flat: Sequence[bytes], entry_id: bytes | None = None
         delivery_count=number(b"delivery_count") or 1,
         attempt=number(b"attempt"),
         message_id=text(b"message_id"),
-        dead_lettered_at=seconds(fields.get(b"at")),
+        # Anyone can XADD to the dead stream: an unreadable time is unknown.
+        dead_lettered_at=letter_time(fields.get(b"at")),
         id=None if entry_id is None else entry_id.decode(),
     )
-
-
-def seconds(raw: bytes | None) -> float:
-    try:
-        return float(raw or 0)
-    except ValueError:  # written by hand, not by us
-        return 0.0
 
 
 class RedisLetterPass(LetterPass):

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from aioack.brokers.base import DeadLetter
+from aioack.brokers.deadletters import letter_time, time_to_store
 
 #: (row id, queue, message id, body, deliveries, redelivered, token)
 Row = tuple[int, str, str, bytes, int, int, int]
@@ -197,7 +198,7 @@ def add_dead_letter(conn: sqlite3.Connection, letter: DeadLetter) -> None:
             letter.traceback,
             letter.delivery_count,
             letter.attempt,
-            letter.dead_lettered_at,
+            time_to_store(letter.dead_lettered_at),
         ),
     )
 
@@ -255,7 +256,8 @@ def letters(
             traceback=tb,
             delivery_count=count,
             attempt=attempt,
-            dead_lettered_at=at,
+            # Any process with the file open can write this column: checked.
+            dead_lettered_at=letter_time(at),
         )
         for row_id, mid, body, reason, detail, error, tb, count, attempt, at in rows
     ]
