@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Self
 
 from aioack.brokers.deadletters import DeadLetter, LetterFilter, replay_copy
-from aioack.errors import ConfigurationError
+from aioack.errors import ConfigurationError, ReplayStopped
 from aioack.limits import QueueLimit
 from aioack.message import MAX_DELIVERY_COUNT
 
@@ -439,8 +439,18 @@ class LetterPass(ABC):
         a duplicate. A letter removed meanwhile by another pass is skipped
         (with its copy, where the broker can tell). Returns the letters moved.
 
+        A copy is new work, so the queue's ``max_length`` applies to it as to
+        a publish, copy by copy, checked atomically with the add, and the
+        first copy the queue has no room for stops the batch (RabbitMQ: into
+        a limited queue the copies go one at a time, its ``x-max-length``
+        deciding). A refused copy's letter, and those after it, stay dead
+        letters; every letter whose copy went in is removed; then
+        ``ReplayStopped`` says how many moved.
+
         Raises:
-            BrokerUnavailable, PublishFailed.
+            ReplayStopped: the queue is full; ``replayed`` letters of the batch moved.
+            BrokerUnavailable, PublishFailed: the letters whose copies the broker
+                confirmed are removed first, where the broker can tell (RabbitMQ).
         """
 
     @abstractmethod
@@ -551,7 +561,13 @@ class BrokerAdmin(Limited, ABC):
         by the broker before the letter is removed (or both in one step), so
         a crash in between leaves a duplicate, never a loss.
 
+        Each copy is new work: the queue's ``max_length`` applies to it as to a
+        publish (at once, whatever ``when_full`` says; a replay never waits).
+        The replay stops at a full queue: ``ReplayStopped`` says how many
+        letters went back; the others are still dead letters, with no copy.
+
         Raises:
+            ReplayStopped: the queue filled up (a ``QueueFull``).
             BrokerUnavailable, PublishFailed: the letters moved before it stay moved.
         """
 
@@ -595,7 +611,11 @@ class BrokerAdmin(Limited, ABC):
         act: Callable[[LetterPass, list[DeadLetter]], Awaitable[int]] | None,
     ) -> int:
         """One pass: choose from each batch, act on the chosen (count them only, when
-        ``act`` is None), count and report."""
+        ``act`` is None), count and report.
+
+        Raises:
+            ReplayStopped: with ``replayed`` counting the whole pass, not its last batch.
+        """
         if not 1 <= batch_size <= MAX_LETTER_BATCH:
             raise ConfigurationError(f"batch_size must be 1-{MAX_LETTER_BATCH}, got {batch_size}")
         if limit is not None and limit < 0:
@@ -610,8 +630,14 @@ class BrokerAdmin(Limited, ABC):
                 chosen = [letter for letter in batch if where.matches(letter, now)]
                 if limit is not None:
                     chosen = chosen[: limit - done]
-                if chosen:
-                    done += len(chosen) if act is None else await act(letters, chosen)
+                try:
+                    if chosen:
+                        done += len(chosen) if act is None else await act(letters, chosen)
+                except ReplayStopped as stopped:
+                    done += stopped.replayed
+                    if on_batch is not None:
+                        on_batch(looked_at, done)
+                    raise ReplayStopped(queue, stopped.max_length, replayed=done) from stopped
                 if on_batch is not None:
                     on_batch(looked_at, done)
         return done

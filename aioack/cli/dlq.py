@@ -26,7 +26,7 @@ from aioack.brokers.deadletters import MAX_VALUE_CHARS, REASONS
 from aioack.cli import dlq_view as view
 from aioack.cli.codes import ExitCode
 from aioack.cli.worker import add_broker_arguments, app_for
-from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError
+from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError, ReplayStopped
 from aioack.worker import CLOSE_ALLOWANCE_S
 
 EXAMPLES = """\
@@ -255,9 +255,17 @@ async def _on_broker(
     except BrokerUnavailable:
         raise  # the command line's exit code 5
     except BrokerError as exc:  # the broker refused (a replayed copy, say)
+        done = "replayed" if args.action == "replay" else "purged"
         raise _Failed(
             ExitCode.BROKER_UNAVAILABLE,
-            f"the broker refused: {exc}. Letters already moved stay moved; none was lost",
+            f"the broker refused: {exc}. The letters {done} before stay {done}; every other "
+            "letter is still a dead letter, none was lost"
+            + (
+                " (on RabbitMQ, a copy whose confirm never came back may be queued as well: "
+                "a duplicate). Run it again to finish"
+                if args.action == "replay"
+                else ""
+            ),
         ) from exc
     finally:
         try:
@@ -343,16 +351,32 @@ async def _replay(
     await _require_ids(broker, queues, where)
     if args.dry_run:
         return await _dry_run(broker, queues, where, args, "replay")
-    for queue in queues:
+    for index, queue in enumerate(queues):
         with _progress(args, (await broker.stats(queue)).dead, f"replaying {queue}") as report:
-            moved = await broker.replay_dead_letters(
-                queue, where, limit=args.limit, batch_size=args.batch_size, on_batch=report
-            )
+            try:
+                moved = await broker.replay_dead_letters(
+                    queue, where, limit=args.limit, batch_size=args.batch_size, on_batch=report
+                )
+            except ReplayStopped as stopped:
+                raise _Failed(
+                    ExitCode.QUEUE_FULL, _stopped(stopped, where, queues[index + 1 :])
+                ) from stopped
         print(
             f"replayed {view.letters(moved)} of {queue} ({where.describe()}): back on {queue} "
             "as fresh messages, attempt 1"
         )
     return ExitCode.OK
+
+
+def _stopped(stopped: ReplayStopped, where: LetterFilter, untouched: list[str]) -> str:
+    queue, bound = stopped.queue, stopped.max_length
+    limit = f"max_length={bound}" if bound is not None else "its length limit"
+    rest = f"; not started: {', '.join(untouched)}" if untouched else ""
+    return (
+        f"{queue} is full ({limit}): replayed {view.letters(stopped.replayed)} of {queue} "
+        f"({where.describe()}) before it filled up. The other letters are still dead "
+        f"letters, none lost or duplicated: replay again once workers have made room{rest}"
+    )
 
 
 async def _purge(

@@ -40,6 +40,7 @@ from aiormq.abc import DeliveredMessage
 from aioack.brokers.base import DeadLetter, LetterPass
 from aioack.brokers.rabbitmq import topology as topo
 from aioack.brokers.rabbitmq.errors import translated
+from aioack.errors import QueueFull, ReplayStopped
 
 logger = logging.getLogger("aioack.brokers.rabbitmq")
 
@@ -74,6 +75,7 @@ class RabbitLetterPass(LetterPass):
         publish: Publish,
         wait_s: float,
         delivery_limit: int,
+        limited: bool = False,
     ) -> None:
         self._channel = channel  # closing it gives back every letter still held
         self._underlay: aiormq.abc.AbstractChannel | None = None
@@ -88,6 +90,8 @@ class RabbitLetterPass(LetterPass):
         self._publish = publish
         self._wait_s = wait_s
         self._delivery_limit = delivery_limit
+        #: The work queue has a length limit: copies go one at a time (``replay``).
+        self._limited = limited
         self._arrived: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         #: A letter's id -> the delivery tags of the letters of this pass with that
         #: id (two only when RabbitMQ dead-lettered one message twice alike).
@@ -105,12 +109,14 @@ class RabbitLetterPass(LetterPass):
         publish: Publish,
         wait_s: float,
         delivery_limit: int,
+        limited: bool = False,
     ) -> RabbitLetterPass:
         options: dict[str, Any] = {
             "open_channel": open_channel,
             "publish": publish,
             "wait_s": wait_s,
             "delivery_limit": delivery_limit,
+            "limited": limited,
         }
         name = topo.dead_queue(queue)
         with translated(f"read dead letters of {queue!r}"):
@@ -189,11 +195,51 @@ class RabbitLetterPass(LetterPass):
         return letter
 
     async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
-        # Every copy confirmed first; only then are their letters acked away.
-        await asyncio.gather(
-            *(self._publish(self._queue, body, message_id) for _, message_id, body in copies)
+        # A letter is acked away only once its copy is confirmed; a refused copy's
+        # letter stays a dead letter. Both hold when some copies fail: the letters
+        # of the confirmed ones are removed before the failure is raised (else
+        # they would stay, and be replayed again: a duplicate).
+        if self._limited:
+            confirmed, failure = await self._publish_in_turn(copies)
+        else:
+            confirmed, failure = await self._publish_at_once(copies)
+        moved = await self.remove(confirmed) if confirmed else 0
+        if isinstance(failure, QueueFull):
+            raise ReplayStopped(self._queue, failure.max_length, replayed=moved) from failure
+        if failure is not None:
+            raise failure
+        return moved
+
+    async def _publish_in_turn(
+        self, copies: Sequence[tuple[DeadLetter, str, bytes]]
+    ) -> tuple[list[DeadLetter], BaseException | None]:
+        """Into a limited queue: one copy at a time, each confirmed before the next,
+        stopping at the first refused. A quorum queue checks its length after the
+        enqueue: copies in flight together all get in (measured on 3.10: five
+        into a full queue, three taken), one at a time at most one more."""
+        confirmed: list[DeadLetter] = []
+        for letter, message_id, body in copies:
+            try:
+                await self._publish(self._queue, body, message_id)
+            except Exception as exc:
+                return confirmed, exc
+            confirmed.append(letter)
+        return confirmed, None
+
+    async def _publish_at_once(
+        self, copies: Sequence[tuple[DeadLetter, str, bytes]]
+    ) -> tuple[list[DeadLetter], BaseException | None]:
+        """Into a queue with no limit: every copy in flight at once, each confirmed
+        or refused on its own; the first failure, if any."""
+        outcomes = await asyncio.gather(
+            *(self._publish(self._queue, body, message_id) for _, message_id, body in copies),
+            return_exceptions=True,
         )
-        return await self.remove([letter for letter, _, _ in copies])
+        confirmed = [
+            letter for (letter, _, _), out in zip(copies, outcomes, strict=True) if out is None
+        ]
+        failures = (out for out in outcomes if isinstance(out, BaseException))
+        return confirmed, next(failures, None)
 
     async def remove(self, letters: Sequence[DeadLetter]) -> int:
         channel = self._underlay
