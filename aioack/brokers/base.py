@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Self
@@ -577,6 +577,31 @@ class BrokerAdmin(Limited, ABC):
         act = None if dry_run else move
         return await self._each_batch(queue, where, limit, batch_size, on_batch, act)
 
+    async def dead_letter_ids(
+        self,
+        queue: str,
+        where: LetterFilter,
+        *,
+        limit: int | None = None,
+        batch_size: int = LETTER_BATCH,
+    ) -> list[str]:
+        """The ids of the letters ``where`` takes, oldest first, at most ``limit``:
+        what a purge would remove now. Only the ids are kept, never a body, so
+        counting 100,000 letters holds a few megabytes. (On RabbitMQ two
+        letters may share a derived id: the list then holds it twice.)
+
+        Raises:
+            BrokerUnavailable.
+        """
+        ids: list[str] = []
+
+        async def note(letters: LetterPass, chosen: list[DeadLetter]) -> int:
+            ids.extend(letter.id for letter in chosen if letter.id is not None)
+            return len(chosen)
+
+        await self._each_batch(queue, where, limit, batch_size, None, note)
+        return ids
+
     async def purge_dead_letters(
         self,
         queue: str,
@@ -586,10 +611,16 @@ class BrokerAdmin(Limited, ABC):
         batch_size: int = LETTER_BATCH,
         on_batch: Progress | None = None,
         dry_run: bool = False,
+        only: Container[str] | None = None,
     ) -> int:
         """Remove for good the letters ``where`` takes (``LetterFilter()``: all), at
         most ``limit``; returns how many were removed (with ``dry_run``: how many
         would be, nothing removed).
+
+        ``only``: the ids of the letters a caller counted before (with
+        ``dead_letter_ids``), so that what it removes is what someone agreed
+        to: a letter dead-lettered since is left. Unlike ``LetterFilter.ids``
+        (input, at most ``MAX_VALUES``), it may hold any number of ids.
 
         Raises:
             BrokerUnavailable.
@@ -599,7 +630,7 @@ class BrokerAdmin(Limited, ABC):
             return await letters.remove(chosen)
 
         act = None if dry_run else remove
-        return await self._each_batch(queue, where, limit, batch_size, on_batch, act)
+        return await self._each_batch(queue, where, limit, batch_size, on_batch, act, only)
 
     async def _each_batch(
         self,
@@ -609,9 +640,11 @@ class BrokerAdmin(Limited, ABC):
         batch_size: int,
         on_batch: Progress | None,
         act: Callable[[LetterPass, list[DeadLetter]], Awaitable[int]] | None,
+        only: Container[str] | None = None,
     ) -> int:
-        """One pass: choose from each batch, act on the chosen (count them only, when
-        ``act`` is None), count and report.
+        """One pass: choose from each batch (``where``, and ``only`` the ids in it
+        when given), act on the chosen (count them only, when ``act`` is None),
+        count and report.
 
         Raises:
             ReplayStopped: with ``replayed`` counting the whole pass, not its last batch.
@@ -627,7 +660,11 @@ class BrokerAdmin(Limited, ABC):
                 if not batch:
                     break
                 looked_at += len(batch)
-                chosen = [letter for letter in batch if where.matches(letter, now)]
+                chosen = [
+                    letter
+                    for letter in batch
+                    if where.matches(letter, now) and (only is None or letter.id in only)
+                ]
                 if limit is not None:
                     chosen = chosen[: limit - done]
                 try:
