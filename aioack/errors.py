@@ -12,6 +12,7 @@ Exception tree (everything aioack raises on purpose derives from AioackError)::
     │   ├── BrokerUnavailable   the broker cannot be reached (connect, I/O)
     │   └── PublishFailed       the broker did not take a message (no confirm, returned)
     │       └── QueueFull       the queue is at its max_length (after waiting, if configured)
+    │           └── ReplayStopped  a dead-letter replay stopped at a full queue, part done
     ├── DeliveryError           a settle that must not (or could not) happen
     │   ├── AlreadySettled      a second settle of one delivery (refused in-process)
     │   └── StaleDelivery       this worker no longer owns the delivery
@@ -90,6 +91,28 @@ class QueueFull(PublishFailed):
         bound = f"max_length={max_length}" if max_length is not None else "its length limit"
         text = f"queue {queue!r} is full ({bound}): message not enqueued"
         super().__init__(f"{text}; {detail}" if detail else text)
+
+
+class ReplayStopped(QueueFull):
+    """Raised when a dead-letter replay stopped because its queue is full.
+
+    A replay puts copies back one by one, each only if the queue has room,
+    like a publish. At the first copy refused it stops: the ``replayed``
+    letters before it are back in the queue (and no longer dead letters);
+    every other letter it would have taken is still a dead letter, with no
+    copy in the queue. Nothing lost, nothing duplicated: replay again once
+    workers have made room.
+    """
+
+    def __init__(self, queue: str, max_length: int | None, *, replayed: int) -> None:
+        #: Letters moved back before the queue filled up.
+        self.replayed = replayed
+        super().__init__(
+            queue,
+            max_length,
+            detail=f"replay stopped after {replayed} letter{'' if replayed == 1 else 's'}; "
+            "the rest are still dead letters",
+        )
 
 
 class DeliveryError(AioackError):

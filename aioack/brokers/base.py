@@ -15,13 +15,13 @@ import asyncio
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Self
 
 from aioack.brokers.deadletters import DeadLetter, LetterFilter, replay_copy
-from aioack.errors import ConfigurationError
+from aioack.errors import ConfigurationError, ReplayStopped
 from aioack.limits import QueueLimit
 from aioack.message import MAX_DELIVERY_COUNT
 
@@ -439,8 +439,18 @@ class LetterPass(ABC):
         a duplicate. A letter removed meanwhile by another pass is skipped
         (with its copy, where the broker can tell). Returns the letters moved.
 
+        A copy is new work, so the queue's ``max_length`` applies to it as to
+        a publish, copy by copy, checked atomically with the add, and the
+        first copy the queue has no room for stops the batch (RabbitMQ: into
+        a limited queue the copies go one at a time, its ``x-max-length``
+        deciding). A refused copy's letter, and those after it, stay dead
+        letters; every letter whose copy went in is removed; then
+        ``ReplayStopped`` says how many moved.
+
         Raises:
-            BrokerUnavailable, PublishFailed.
+            ReplayStopped: the queue is full; ``replayed`` letters of the batch moved.
+            BrokerUnavailable, PublishFailed: the letters whose copies the broker
+                confirmed are removed first, where the broker can tell (RabbitMQ).
         """
 
     @abstractmethod
@@ -551,7 +561,13 @@ class BrokerAdmin(Limited, ABC):
         by the broker before the letter is removed (or both in one step), so
         a crash in between leaves a duplicate, never a loss.
 
+        Each copy is new work: the queue's ``max_length`` applies to it as to a
+        publish (at once, whatever ``when_full`` says; a replay never waits).
+        The replay stops at a full queue: ``ReplayStopped`` says how many
+        letters went back; the others are still dead letters, with no copy.
+
         Raises:
+            ReplayStopped: the queue filled up (a ``QueueFull``).
             BrokerUnavailable, PublishFailed: the letters moved before it stay moved.
         """
 
@@ -560,6 +576,31 @@ class BrokerAdmin(Limited, ABC):
 
         act = None if dry_run else move
         return await self._each_batch(queue, where, limit, batch_size, on_batch, act)
+
+    async def dead_letter_ids(
+        self,
+        queue: str,
+        where: LetterFilter,
+        *,
+        limit: int | None = None,
+        batch_size: int = LETTER_BATCH,
+    ) -> list[str]:
+        """The ids of the letters ``where`` takes, oldest first, at most ``limit``:
+        what a purge would remove now. Only the ids are kept, never a body, so
+        counting 100,000 letters holds a few megabytes. (On RabbitMQ two
+        letters may share a derived id: the list then holds it twice.)
+
+        Raises:
+            BrokerUnavailable.
+        """
+        ids: list[str] = []
+
+        async def note(letters: LetterPass, chosen: list[DeadLetter]) -> int:
+            ids.extend(letter.id for letter in chosen if letter.id is not None)
+            return len(chosen)
+
+        await self._each_batch(queue, where, limit, batch_size, None, note)
+        return ids
 
     async def purge_dead_letters(
         self,
@@ -570,10 +611,16 @@ class BrokerAdmin(Limited, ABC):
         batch_size: int = LETTER_BATCH,
         on_batch: Progress | None = None,
         dry_run: bool = False,
+        only: Container[str] | None = None,
     ) -> int:
         """Remove for good the letters ``where`` takes (``LetterFilter()``: all), at
         most ``limit``; returns how many were removed (with ``dry_run``: how many
         would be, nothing removed).
+
+        ``only``: the ids of the letters a caller counted before (with
+        ``dead_letter_ids``), so that what it removes is what someone agreed
+        to: a letter dead-lettered since is left. Unlike ``LetterFilter.ids``
+        (input, at most ``MAX_VALUES``), it may hold any number of ids.
 
         Raises:
             BrokerUnavailable.
@@ -583,7 +630,7 @@ class BrokerAdmin(Limited, ABC):
             return await letters.remove(chosen)
 
         act = None if dry_run else remove
-        return await self._each_batch(queue, where, limit, batch_size, on_batch, act)
+        return await self._each_batch(queue, where, limit, batch_size, on_batch, act, only)
 
     async def _each_batch(
         self,
@@ -593,9 +640,15 @@ class BrokerAdmin(Limited, ABC):
         batch_size: int,
         on_batch: Progress | None,
         act: Callable[[LetterPass, list[DeadLetter]], Awaitable[int]] | None,
+        only: Container[str] | None = None,
     ) -> int:
-        """One pass: choose from each batch, act on the chosen (count them only, when
-        ``act`` is None), count and report."""
+        """One pass: choose from each batch (``where``, and ``only`` the ids in it
+        when given), act on the chosen (count them only, when ``act`` is None),
+        count and report.
+
+        Raises:
+            ReplayStopped: with ``replayed`` counting the whole pass, not its last batch.
+        """
         if not 1 <= batch_size <= MAX_LETTER_BATCH:
             raise ConfigurationError(f"batch_size must be 1-{MAX_LETTER_BATCH}, got {batch_size}")
         if limit is not None and limit < 0:
@@ -607,11 +660,21 @@ class BrokerAdmin(Limited, ABC):
                 if not batch:
                     break
                 looked_at += len(batch)
-                chosen = [letter for letter in batch if where.matches(letter, now)]
+                chosen = [
+                    letter
+                    for letter in batch
+                    if where.matches(letter, now) and (only is None or letter.id in only)
+                ]
                 if limit is not None:
                     chosen = chosen[: limit - done]
-                if chosen:
-                    done += len(chosen) if act is None else await act(letters, chosen)
+                try:
+                    if chosen:
+                        done += len(chosen) if act is None else await act(letters, chosen)
+                except ReplayStopped as stopped:
+                    done += stopped.replayed
+                    if on_batch is not None:
+                        on_batch(looked_at, done)
+                    raise ReplayStopped(queue, stopped.max_length, replayed=done) from stopped
                 if on_batch is not None:
                     on_batch(looked_at, done)
         return done

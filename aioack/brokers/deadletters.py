@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from aioack.errors import ConfigurationError, MalformedMessage, MessageTooLarge
 from aioack.message import decode
 
-__all__ = ["REASONS", "DeadLetter", "LetterFilter", "replay_copy", "task_of"]
+__all__ = [
+    "REASONS",
+    "DeadLetter",
+    "LetterFilter",
+    "letter_time",
+    "replay_copy",
+    "task_of",
+    "time_to_store",
+]
 
 #: Every reason a dead letter can carry: aioack's own, then RabbitMQ's (a
 #: letter RabbitMQ dead-lettered itself), then ``unknown`` (a letter whose
@@ -47,6 +55,11 @@ MAX_VALUE_CHARS = 200
 #: The largest body ``task_of`` parses to find the task's name; a larger one
 #: (only a ``too_large`` letter can be) is not parsed, its task is unknown.
 MAX_PARSED_BODY = 16 * 1024 * 1024
+#: The latest time a letter read back may carry (Unix seconds: 2106-02-07);
+#: the earliest is 0 (1970). Outside, the time is unknown (see ``letter_time``).
+MAX_LETTER_TIME = float(2**32)
+#: The longest text a letter's time is parsed from (a float's repr is 24 at most).
+MAX_TIME_CHARS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,10 @@ class DeadLetter:
     #: The task attempt that failed, when the body could be decoded.
     attempt: int | None = None
     message_id: str | None = None
-    dead_lettered_at: float = field(default_factory=time.time)
+    #: Unix seconds; None when unknown: the broker held no readable time for it
+    #: (anyone who can write the dead-letter store can write any value there;
+    #: see ``letter_time``).
+    dead_lettered_at: float | None = field(default_factory=time.time)
     #: The broker's name for this letter, to act on it: a stream entry id
     #: (Redis), a row id (SQLite), a letter id header (RabbitMQ), a counter
     #: (memory). Set by the broker when it reads a letter back; one given to
@@ -77,8 +93,11 @@ class DeadLetter:
         """The task's name, read from the body; None when the body is no envelope."""
         return task_of(self.body)
 
-    def age_s(self, now: float) -> float:
-        """Seconds since it was dead-lettered (0 for a stamp in the future)."""
+    def age_s(self, now: float) -> float | None:
+        """Seconds since it was dead-lettered (0 for a stamp in the future); None
+        when its time is unknown."""
+        if self.dead_lettered_at is None:
+            return None
         return max(0.0, now - self.dead_lettered_at)
 
 
@@ -93,6 +112,9 @@ class LetterFilter:
     - ``tasks``: the task name in the body; a body that is no envelope has none.
     - ``older_than_s``: dead-lettered at least this many seconds ago.
     - ``newer_than_s``: dead-lettered less than this many seconds ago.
+
+    A letter whose time is unknown (``dead_lettered_at`` None) has no age:
+    neither age criterion takes it.
 
     Raises:
         ConfigurationError: an empty, non-printable or over-long value, over
@@ -142,11 +164,14 @@ class LetterFilter:
             return False
         if self.reasons and letter.reason not in self.reasons:
             return False
-        age_s = letter.age_s(now)
-        if self.older_than_s is not None and age_s < self.older_than_s:
-            return False
-        if self.newer_than_s is not None and age_s >= self.newer_than_s:
-            return False
+        if self.older_than_s is not None or self.newer_than_s is not None:
+            age_s = letter.age_s(now)
+            if age_s is None:
+                return False
+            if self.older_than_s is not None and age_s < self.older_than_s:
+                return False
+            if self.newer_than_s is not None and age_s >= self.newer_than_s:
+                return False
         # Last: the only criterion that parses the body.
         return not self.tasks or letter.task in self.tasks
 
@@ -186,6 +211,45 @@ def _age(what: str, seconds: float | None) -> float | None:
     if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
         raise ConfigurationError(f"{what} must be a finite number of seconds >= 0, got {seconds!r}")
     return float(seconds)
+
+
+def letter_time(value: object) -> float | None:
+    """A letter's time as a broker hands it back: a number, or its text (str or
+    bytes), as written by aioack or by anyone else who can write the store.
+
+    One rule for every broker: a finite number of Unix seconds in
+    0..``MAX_LETTER_TIME`` is the time; anything else (inf, nan, 1e300, a
+    negative number, text that is no number, another type) is unknown: None.
+    Unknown is shown as such and taken by no age criterion; never guessed
+    (0 would make the letter the oldest, "now" the newest).
+    """
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, str):
+        if len(value) > MAX_TIME_CHARS:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            return None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range
+            return None
+    else:
+        return None
+    return seconds if 0.0 <= seconds <= MAX_LETTER_TIME else None  # False for nan
+
+
+def time_to_store(seconds: float | None) -> float:
+    """The time a broker stores a letter with: its own when ``letter_time`` takes
+    it, else now (a letter given no usable time is stamped when it is stored)."""
+    known = letter_time(seconds)
+    return time.time() if known is None else known
 
 
 def task_of(body: bytes) -> str | None:

@@ -33,7 +33,8 @@ from aioack.brokers.base import (
     WorkerRecord,
     wait_out,
 )
-from aioack.errors import BrokerUnavailable, QueueFull, StaleDelivery
+from aioack.brokers.deadletters import time_to_store
+from aioack.errors import BrokerUnavailable, QueueFull, ReplayStopped, StaleDelivery
 from aioack.urls import parse_options
 
 logger = logging.getLogger("aioack.brokers.memory")
@@ -136,14 +137,19 @@ class MemoryBroker(Broker):
     def _check_room(self, queue: str, adding: int) -> None:
         """QueueFull unless ``queue`` can take ``adding`` more waiting messages.
         (One event loop, no await before the add: the check and the add are atomic.)"""
+        room = self._room(queue)
+        if room is not None and adding > room:
+            raise QueueFull(queue, self.max_length(queue))
+
+    def _room(self, queue: str) -> int | None:
+        """How many more waiting messages ``queue`` takes; None: no bound."""
         max_length = self.max_length(queue)
         if max_length is None:
-            return
+            return None
         waiting = len(self._ready.get(queue, ())) + sum(
             1 for _, _, e in self._delayed if e.queue == queue
         )
-        if waiting + adding > max_length:
-            raise QueueFull(queue, max_length)
+        return max_length - waiting
 
     def _put(self, entry: _Entry, delay_s: float, *, front: bool = False) -> None:
         if delay_s > 0:
@@ -229,7 +235,11 @@ class MemoryBroker(Broker):
         self._store_letter(letter)
 
     def _store_letter(self, letter: DeadLetter) -> None:
-        stored = replace(letter, id=str(next(self._letter_ids)))
+        stored = replace(
+            letter,
+            id=str(next(self._letter_ids)),
+            dead_lettered_at=time_to_store(letter.dead_lettered_at),
+        )
         self._dead.setdefault(letter.queue, []).append(stored)
 
     async def extend(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -296,12 +306,19 @@ class _MemoryLetterPass(LetterPass):
         return taken
 
     async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
-        self._broker._check_open()
-        taken = self._take([letter for letter, _, _ in copies])
-        for letter, message_id, body in copies:
-            if id(letter) in taken:
-                self._broker._put(_Entry(self._queue, body, message_id), 0.0)
-        return len(taken)
+        # No await from the room check to the last add: one step, as in publish().
+        broker = self._broker
+        broker._check_open()
+        stored = {id(letter) for letter in broker._dead.get(self._queue, ())}
+        wanted = [copy for copy in copies if id(copy[0]) in stored]  # another pass took the rest
+        room = broker._room(self._queue)
+        moving = wanted if room is None else wanted[: max(room, 0)]
+        self._take([letter for letter, _, _ in moving])
+        for _, message_id, body in moving:
+            broker._put(_Entry(self._queue, body, message_id), 0.0)
+        if len(moving) < len(wanted):
+            raise ReplayStopped(self._queue, broker.max_length(self._queue), replayed=len(moving))
+        return len(moving)
 
     async def remove(self, letters: Sequence[DeadLetter]) -> int:
         self._broker._check_open()

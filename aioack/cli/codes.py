@@ -17,3 +17,4 @@ class ExitCode(enum.IntEnum):
     FORCED_STOP = 6  #: a second signal cut the grace period short
     NOT_FOUND = 7  #: what was asked for does not exist (a queue, a dead letter)
     ABORTED = 8  #: the user did not confirm (dlq purge without --yes): nothing was done
+    QUEUE_FULL = 9  #: dlq replay stopped at a full queue (max_length): the rest stay dead letters

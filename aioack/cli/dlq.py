@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rich import progress
 
@@ -26,7 +27,7 @@ from aioack.brokers.deadletters import MAX_VALUE_CHARS, REASONS
 from aioack.cli import dlq_view as view
 from aioack.cli.codes import ExitCode
 from aioack.cli.worker import add_broker_arguments, app_for
-from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError
+from aioack.errors import BrokerError, BrokerUnavailable, ConfigurationError, ReplayStopped
 from aioack.worker import CLOSE_ALLOWANCE_S
 
 EXAMPLES = """\
@@ -47,7 +48,24 @@ PROGRESS_FROM = 100
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-Command = Callable[[Broker, list[str], LetterFilter, argparse.Namespace], Awaitable[int]]
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """A question between two visits to the broker (``dlq purge``'s confirmation).
+
+    Asked with no event loop running and no connection open: Ctrl-C or the
+    end of input answers it at once, and nothing waits on the broker
+    meanwhile.
+    """
+
+    prompt: str
+    #: What runs on the broker after a yes.
+    then: Command
+    #: What is said after any other answer.
+    declined: str
+
+
+Command = Callable[[Broker, list[str], LetterFilter, argparse.Namespace], Awaitable[int | _Ask]]
 
 
 class _Failed(Exception):
@@ -229,7 +247,13 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
         try:
             where = LetterFilter() if args.action == "show" else _selection(args)
             app = app_for(args) if args.app else App(args.broker) if args.broker else App()
-            return asyncio.run(_on_broker(app, args, where, command))
+            outcome = asyncio.run(_on_broker(app, args, where, command))
+            while isinstance(outcome, _Ask):
+                if not _confirm(outcome.prompt):
+                    print(outcome.declined, file=sys.stderr)
+                    return ExitCode.ABORTED
+                outcome = asyncio.run(_on_broker(app, args, where, outcome.then))
+            return outcome
         except _Failed as failed:
             print(f"aioack dlq {args.action}: {failed}", file=sys.stderr)
             if failed.code is ExitCode.USAGE:
@@ -241,7 +265,7 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
 
 async def _on_broker(
     app: App, args: argparse.Namespace, where: LetterFilter, command: Command
-) -> int:
+) -> int | _Ask:
     broker = app.broker
     if isinstance(broker, MemoryBroker):
         raise ConfigurationError(
@@ -255,9 +279,17 @@ async def _on_broker(
     except BrokerUnavailable:
         raise  # the command line's exit code 5
     except BrokerError as exc:  # the broker refused (a replayed copy, say)
+        done = "replayed" if args.action == "replay" else "purged"
         raise _Failed(
             ExitCode.BROKER_UNAVAILABLE,
-            f"the broker refused: {exc}. Letters already moved stay moved; none was lost",
+            f"the broker refused: {exc}. The letters {done} before stay {done}; every other "
+            "letter is still a dead letter, none was lost"
+            + (
+                " (on RabbitMQ, a copy whose confirm never came back may be queued as well: "
+                "a duplicate). Run it again to finish"
+                if args.action == "replay"
+                else ""
+            ),
         ) from exc
     finally:
         try:
@@ -343,11 +375,16 @@ async def _replay(
     await _require_ids(broker, queues, where)
     if args.dry_run:
         return await _dry_run(broker, queues, where, args, "replay")
-    for queue in queues:
+    for index, queue in enumerate(queues):
         with _progress(args, (await broker.stats(queue)).dead, f"replaying {queue}") as report:
-            moved = await broker.replay_dead_letters(
-                queue, where, limit=args.limit, batch_size=args.batch_size, on_batch=report
-            )
+            try:
+                moved = await broker.replay_dead_letters(
+                    queue, where, limit=args.limit, batch_size=args.batch_size, on_batch=report
+                )
+            except ReplayStopped as stopped:
+                raise _Failed(
+                    ExitCode.QUEUE_FULL, _stopped(stopped, where, queues[index + 1 :])
+                ) from stopped
         print(
             f"replayed {view.letters(moved)} of {queue} ({where.describe()}): back on {queue} "
             "as fresh messages, attempt 1"
@@ -355,38 +392,78 @@ async def _replay(
     return ExitCode.OK
 
 
+def _stopped(stopped: ReplayStopped, where: LetterFilter, untouched: list[str]) -> str:
+    queue, bound = stopped.queue, stopped.max_length
+    limit = f"max_length={bound}" if bound is not None else "its length limit"
+    rest = f"; not started: {', '.join(untouched)}" if untouched else ""
+    return (
+        f"{queue} is full ({limit}): replayed {view.letters(stopped.replayed)} of {queue} "
+        f"({where.describe()}) before it filled up. The other letters are still dead "
+        f"letters, none lost or duplicated: replay again once workers have made room{rest}"
+    )
+
+
 async def _purge(
     broker: Broker, queues: list[str], where: LetterFilter, args: argparse.Namespace
-) -> int:
+) -> int | _Ask:
     await _require_ids(broker, queues, where)
     if args.dry_run:
         return await _dry_run(broker, queues, where, args, "purge")
-    limits: dict[str, int | None] = {queue: args.limit for queue in queues}
-    if not args.yes:
-        for queue in queues:
-            # What the user agrees to is at most this many: not letters added meanwhile.
-            limits[queue] = await broker.purge_dead_letters(
-                queue, where, limit=args.limit, dry_run=True
-            )
-        total = sum(n or 0 for n in limits.values())
-        if total == 0:
-            print(f"no dead letters to purge in {', '.join(queues)} ({where.describe()})")
-            return ExitCode.OK
-        prompt = (
-            f"purge {view.letters(total)} of {', '.join(queues)} ({where.describe()})? "
-            "They cannot be replayed afterwards. [y/N] "
+    if args.yes:
+        return await _purge_each(broker, queues, where, args, None)
+    # What the user agrees to is these letters, by id: not letters added meanwhile.
+    counted = {
+        queue: await broker.dead_letter_ids(
+            queue, where, limit=args.limit, batch_size=args.batch_size
         )
-        if not await _confirm(prompt):
-            print("nothing purged", file=sys.stderr)
-            return ExitCode.ABORTED
+        for queue in queues
+    }
+    total = sum(len(ids) for ids in counted.values())
+    if total == 0:
+        print(f"no dead letters to purge in {', '.join(queues)} ({where.describe()})")
+        return ExitCode.OK
+
+    async def purge_counted(
+        broker: Broker, queues: list[str], where: LetterFilter, args: argparse.Namespace
+    ) -> int:
+        return await _purge_each(broker, queues, where, args, counted)
+
+    prompt = (
+        f"purge {view.letters(total)} of {', '.join(queues)} ({where.describe()})? "
+        "They cannot be replayed afterwards. [y/N] "
+    )
+    return _Ask(prompt, purge_counted, declined="nothing purged")
+
+
+async def _purge_each(
+    broker: Broker,
+    queues: list[str],
+    where: LetterFilter,
+    args: argparse.Namespace,
+    counted: dict[str, list[str]] | None,
+) -> int:
+    """Purge each queue: every letter ``where`` takes, or (``counted``) only those
+    letters, by id."""
     for queue in queues:
-        if limits[queue] == 0:
+        ids = None if counted is None else counted.get(queue, [])
+        if ids is not None and not ids:
             continue
         with _progress(args, (await broker.stats(queue)).dead, f"purging {queue}") as report:
             removed = await broker.purge_dead_letters(
-                queue, where, limit=limits[queue], batch_size=args.batch_size, on_batch=report
+                queue,
+                where,
+                limit=args.limit if ids is None else len(ids),
+                batch_size=args.batch_size,
+                on_batch=report,
+                only=None if ids is None else frozenset(ids),
             )
-        print(f"purged {view.letters(removed)} of {queue} ({where.describe()})")
+        missing = 0 if ids is None else len(ids) - removed
+        # Replayed or purged by someone else while the question waited.
+        gone = f"; {missing} of those counted {'was' if missing == 1 else 'were'} gone already"
+        print(
+            f"purged {view.letters(removed)} of {queue} ({where.describe()})"
+            + (gone if missing > 0 else "")
+        )
     return ExitCode.OK
 
 
@@ -427,12 +504,16 @@ async def _dry_run(
     return ExitCode.OK
 
 
-async def _confirm(prompt: str) -> bool:
-    """Ask on stdin (in a thread: the broker connection keeps its heartbeats)."""
+def _confirm(prompt: str) -> bool:
+    """Ask on stdin. Called with no event loop running: Ctrl-C (KeyboardInterrupt)
+    and end of input are a no, at once."""
     print(prompt, end="", file=sys.stderr, flush=True)
     try:
-        answer = await asyncio.to_thread(sys.stdin.readline)
-    except (OSError, ValueError):  # no stdin at all
+        answer = sys.stdin.readline() if sys.stdin is not None else ""
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # the next line starts on its own line
+        return False
+    except (OSError, ValueError):  # stdin closed or unreadable
         return False
     return answer.strip().lower() in ("y", "yes")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,11 +21,14 @@ from rich.table import Table
 from rich.text import Text
 
 from aioack.brokers import DeadLetter
+from aioack.brokers.deadletters import letter_time
 
 #: How much of a body ``show`` prints (the rest is counted, not shown).
 BODY_SHOWN_BYTES = 64 * 1024
 #: How much of a letter's error a table cell holds.
 ERROR_CELL_CHARS = 200
+#: What a letter's time or age shows when it is not known.
+UNKNOWN = "unknown"
 
 
 def safe(text: str) -> str:
@@ -54,9 +58,12 @@ def letters(count: int) -> str:
     return f"{count} dead letter{'' if count == 1 else 's'}"
 
 
-def age(seconds: float) -> str:
-    """``45s``, ``5m30s``, ``3h12m``, ``2d3h``: two units at most."""
-    whole = int(seconds)
+def age(seconds: float | None) -> str:
+    """``45s``, ``5m30s``, ``3h12m``, ``2d3h``: two units at most; ``unknown`` when
+    the letter's time is (or when it is no finite number: never an exception)."""
+    if seconds is None or not math.isfinite(seconds):
+        return UNKNOWN
+    whole = max(int(seconds), 0)
     for unit_s, unit, sub_s, sub in ((86400, "d", 3600, "h"), (3600, "h", 60, "m")):
         if whole >= unit_s:
             rest = (whole % unit_s) // sub_s
@@ -69,6 +76,8 @@ def age(seconds: float) -> str:
 def letter_json(letter: DeadLetter, now: float, *, full: bool = False) -> dict[str, Any]:
     """A letter as JSON-ready data; ``full`` adds its traceback and body (text when the
     body is UTF-8, else null; always as base64 too, byte for byte)."""
+    stamp = letter_time(letter.dead_lettered_at)  # however the letter was made: valid JSON
+    age_s = _age_s(letter, now)
     data: dict[str, Any] = {
         "id": letter.id,
         "queue": letter.queue,
@@ -77,8 +86,9 @@ def letter_json(letter: DeadLetter, now: float, *, full: bool = False) -> dict[s
         "message_id": letter.message_id,
         "attempt": letter.attempt,
         "delivery_count": letter.delivery_count,
-        "dead_lettered_at": letter.dead_lettered_at,
-        "age_s": round(letter.age_s(now), 3),
+        # null when unknown: the broker held no readable time (see letter_time).
+        "dead_lettered_at": stamp,
+        "age_s": None if age_s is None else round(age_s, 3),
         "error": letter.error,
         "detail": letter.detail,
     }
@@ -97,7 +107,8 @@ def letter_json(letter: DeadLetter, now: float, *, full: bool = False) -> dict[s
 
 def dumps(data: object) -> str:
     # ensure_ascii: no raw control character (or anything else) reaches a terminal.
-    return json.dumps(data, indent=2, ensure_ascii=True)
+    # allow_nan=False: NaN and Infinity are no JSON; a reader would choke on them.
+    return json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False)
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -124,7 +135,7 @@ def letters_table(letters: Sequence[DeadLetter], now: float, *, with_queue: bool
         if with_queue:
             cells.append(safe(letter.queue))
         cells += [
-            age(letter.age_s(now)),
+            age(_age_s(letter, now)),
             safe(letter.reason),
             safe(letter.task or "-"),
             "-" if letter.attempt is None else str(letter.attempt),
@@ -136,7 +147,6 @@ def letters_table(letters: Sequence[DeadLetter], now: float, *, with_queue: bool
 
 def describe(letter: DeadLetter, now: float) -> str:
     """The whole letter as text: its fields, its traceback, its body."""
-    when = datetime.fromtimestamp(letter.dead_lettered_at, UTC).isoformat(timespec="seconds")
     fields = [
         ("id", letter.id or ""),
         ("queue", letter.queue),
@@ -145,7 +155,7 @@ def describe(letter: DeadLetter, now: float) -> str:
         ("message id", letter.message_id or "-"),
         ("attempt", "-" if letter.attempt is None else str(letter.attempt)),
         ("deliveries", str(letter.delivery_count)),
-        ("dead-lettered", f"{when} ({age(letter.age_s(now))} ago)"),
+        ("dead-lettered", _when(letter, now)),
         ("error", letter.error or "-"),
         ("detail", letter.detail or "-"),
     ]
@@ -158,6 +168,21 @@ def describe(letter: DeadLetter, now: float) -> str:
     lines += ["", "traceback:", safe(letter.traceback.rstrip()) if letter.traceback else "-"]
     lines += ["", f"body ({len(letter.body)} bytes):", body_text(letter.body)]
     return "\n".join(lines)
+
+
+def _when(letter: DeadLetter, now: float) -> str:
+    """``2024-11-28T10:40:01+00:00 (2h5m ago)``, or why it is not known."""
+    stamp = letter_time(letter.dead_lettered_at)
+    if stamp is None:
+        return f"{UNKNOWN} (the broker holds no readable time for this letter)"
+    when = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+    return f"{when} ({age(_age_s(letter, now))} ago)"
+
+
+def _age_s(letter: DeadLetter, now: float) -> float | None:
+    """The letter's age by the one rule (``letter_time``), whoever made the letter."""
+    stamp = letter_time(letter.dead_lettered_at)
+    return None if stamp is None else max(0.0, now - stamp)
 
 
 def body_text(body: bytes) -> str:

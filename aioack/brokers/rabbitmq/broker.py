@@ -431,6 +431,7 @@ class RabbitMQBroker(Broker):
             publish=publish,
             wait_s=self.options.publish_timeout_s,
             delivery_limit=self.options.delivery_limit,
+            limited=self._limited(queue),
         )
 
     async def stats(self, queue: str) -> QueueStats:

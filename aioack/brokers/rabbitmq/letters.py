@@ -40,6 +40,7 @@ from aiormq.abc import DeliveredMessage
 from aioack.brokers.base import DeadLetter, LetterPass
 from aioack.brokers.rabbitmq import topology as topo
 from aioack.brokers.rabbitmq.errors import translated
+from aioack.errors import QueueFull, ReplayStopped
 
 logger = logging.getLogger("aioack.brokers.rabbitmq")
 
@@ -74,6 +75,7 @@ class RabbitLetterPass(LetterPass):
         publish: Publish,
         wait_s: float,
         delivery_limit: int,
+        limited: bool = False,
     ) -> None:
         self._channel = channel  # closing it gives back every letter still held
         self._underlay: aiormq.abc.AbstractChannel | None = None
@@ -88,6 +90,10 @@ class RabbitLetterPass(LetterPass):
         self._publish = publish
         self._wait_s = wait_s
         self._delivery_limit = delivery_limit
+        #: The work queue has a length limit: copies go one at a time (``replay``).
+        self._limited = limited
+        #: The consumer of ``<queue>.dead``, cancelled before the channel closes.
+        self._consumer_tag: str | None = None
         self._arrived: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         #: A letter's id -> the delivery tags of the letters of this pass with that
         #: id (two only when RabbitMQ dead-lettered one message twice alike).
@@ -105,12 +111,14 @@ class RabbitLetterPass(LetterPass):
         publish: Publish,
         wait_s: float,
         delivery_limit: int,
+        limited: bool = False,
     ) -> RabbitLetterPass:
         options: dict[str, Any] = {
             "open_channel": open_channel,
             "publish": publish,
             "wait_s": wait_s,
             "delivery_limit": delivery_limit,
+            "limited": limited,
         }
         name = topo.dead_queue(queue)
         with translated(f"read dead letters of {queue!r}"):
@@ -133,7 +141,8 @@ class RabbitLetterPass(LetterPass):
         self._window = min(max(count, DEAD_LETTER_WINDOW), MAX_LETTER_WINDOW)
         if count:
             await underlay.basic_qos(prefetch_count=self._window)
-            await underlay.basic_consume(name, self._take, no_ack=False)
+            consuming = await underlay.basic_consume(name, self._take, no_ack=False)
+            self._consumer_tag = consuming.consumer_tag
 
     async def _take(self, message: DeliveredMessage) -> None:
         self._arrived.put_nowait(message)
@@ -189,11 +198,51 @@ class RabbitLetterPass(LetterPass):
         return letter
 
     async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
-        # Every copy confirmed first; only then are their letters acked away.
-        await asyncio.gather(
-            *(self._publish(self._queue, body, message_id) for _, message_id, body in copies)
+        # A letter is acked away only once its copy is confirmed; a refused copy's
+        # letter stays a dead letter. Both hold when some copies fail: the letters
+        # of the confirmed ones are removed before the failure is raised (else
+        # they would stay, and be replayed again: a duplicate).
+        if self._limited:
+            confirmed, failure = await self._publish_in_turn(copies)
+        else:
+            confirmed, failure = await self._publish_at_once(copies)
+        moved = await self.remove(confirmed) if confirmed else 0
+        if isinstance(failure, QueueFull):
+            raise ReplayStopped(self._queue, failure.max_length, replayed=moved) from failure
+        if failure is not None:
+            raise failure
+        return moved
+
+    async def _publish_in_turn(
+        self, copies: Sequence[tuple[DeadLetter, str, bytes]]
+    ) -> tuple[list[DeadLetter], BaseException | None]:
+        """Into a limited queue: one copy at a time, each confirmed before the next,
+        stopping at the first refused. A quorum queue checks its length after the
+        enqueue: copies in flight together all get in (measured on 3.10: five
+        into a full queue, three taken), one at a time at most one more."""
+        confirmed: list[DeadLetter] = []
+        for letter, message_id, body in copies:
+            try:
+                await self._publish(self._queue, body, message_id)
+            except Exception as exc:
+                return confirmed, exc
+            confirmed.append(letter)
+        return confirmed, None
+
+    async def _publish_at_once(
+        self, copies: Sequence[tuple[DeadLetter, str, bytes]]
+    ) -> tuple[list[DeadLetter], BaseException | None]:
+        """Into a queue with no limit: every copy in flight at once, each confirmed
+        or refused on its own; the first failure, if any."""
+        outcomes = await asyncio.gather(
+            *(self._publish(self._queue, body, message_id) for _, message_id, body in copies),
+            return_exceptions=True,
         )
-        return await self.remove([letter for letter, _, _ in copies])
+        confirmed = [
+            letter for (letter, _, _), out in zip(copies, outcomes, strict=True) if out is None
+        ]
+        failures = (out for out in outcomes if isinstance(out, BaseException))
+        return confirmed, next(failures, None)
 
     async def remove(self, letters: Sequence[DeadLetter]) -> int:
         channel = self._underlay
@@ -213,11 +262,28 @@ class RabbitLetterPass(LetterPass):
         if channel is None or channel.is_closed:
             return
         try:
+            await self._settled()
             await channel.close()
             if self._expected > 0:
                 await self._wait_returned()
         except Exception as exc:  # a closed connection gives them back too
             logger.debug("ending a dead-letter pass of %r: %r", self._queue, exc)
+
+    async def _settled(self) -> None:
+        """Wait until the broker has applied this pass's acks: cancel its consumer,
+        which a quorum queue applies after the acks sent before it.
+
+        A channel closed right after its acks can lose them: a quorum queue may
+        hand back the closed channel's letters before it applies the acks, so
+        letters purged (or replayed: a duplicate) come back. Measured on 3.10:
+        one pass in ten left letters it had acked, up to a whole batch; with
+        the cancel first, none in 64 passes. Unacked letters stay held until
+        the close gives them back, as before.
+        """
+        underlay = self._underlay
+        if self._consumer_tag is None or underlay is None or underlay.is_closed:
+            return
+        await underlay.basic_cancel(self._consumer_tag, timeout=self._wait_s)
 
     async def _wait_returned(self) -> None:
         name = topo.dead_queue(self._queue)

@@ -6,15 +6,15 @@ Pure functions: no I/O, so the wire layout is readable (and testable) in one pla
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aioack.brokers.base import MAX_DELIVERY_COUNT, DeadLetter
+from aioack.brokers.deadletters import letter_time, time_to_store
 from aioack.brokers.rabbitmq.options import RabbitMQOptions
 
 #: Prior counted deliveries of a republished copy (release, classic requeue).
@@ -154,7 +154,7 @@ def letter_headers(letter: DeadLetter) -> dict[str, Any]:
         "delivery-count": letter.delivery_count,
         "attempt": letter.attempt,
         "message-id": letter.message_id,
-        "dead-lettered-at": f"{letter.dead_lettered_at:.6f}",
+        "dead-lettered-at": f"{time_to_store(letter.dead_lettered_at):.6f}",
     }
     return {_DL + k: v for k, v in fields.items() if v is not None}
 
@@ -182,7 +182,7 @@ def read_letter(
         delivery_count=_int(headers.get(_DL + "delivery-count"), 1),
         attempt=None if attempt is None else _int(attempt),
         message_id=_str(headers.get(_DL + "message-id")) or message_id,
-        dead_lettered_at=_seconds(headers.get(_DL + "dead-lettered-at")),
+        dead_lettered_at=letter_time(headers.get(_DL + "dead-lettered-at")),
     )
 
 
@@ -204,7 +204,6 @@ def _broker_letter(
         death = {}
     reason = _str(death.get("reason")) or _str(headers.get("x-first-death-reason")) or "unknown"
     stamp: Any = death.get("time")
-    when = float(stamp.timestamp()) if hasattr(stamp, "timestamp") else time.time()
     return DeadLetter(
         id=letter_id(headers, message_id, f"{stamp!r} {death.get('count')!r}", body),
         queue=queue,
@@ -214,8 +213,20 @@ def _broker_letter(
         delivery_count=_int(headers.get(H_DELIVERIES))
         + (delivery_limit + 1 if reason == "delivery_limit" else 1),
         message_id=message_id,
-        dead_lettered_at=when,
+        dead_lettered_at=_death_time(stamp),
     )
+
+
+def _death_time(stamp: object) -> float | None:
+    """``x-death``'s time (an AMQP timestamp, decoded as a datetime); None when it is
+    missing, of another type or out of range (anyone can publish to q.dead)."""
+    if not isinstance(stamp, datetime):
+        return None
+    try:
+        seconds = stamp.timestamp()
+    except (OverflowError, OSError, ValueError):  # a naive time at the ends of the calendar
+        return None
+    return letter_time(seconds)
 
 
 def letter_id(headers: Mapping[str, Any], message_id: str | None, stamp: str, body: bytes) -> str:
@@ -257,12 +268,3 @@ def _int(value: object, default: int = 0) -> int:
     if type(value) is int and 0 <= value <= MAX_DELIVERY_COUNT:
         return value
     return default
-
-
-def _seconds(value: object) -> float:
-    """A Unix time written as text by ``letter_headers``; now when unreadable."""
-    try:
-        seconds = float(_str(value) or "nan")
-    except ValueError:
-        return time.time()
-    return seconds if math.isfinite(seconds) else time.time()

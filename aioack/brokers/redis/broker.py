@@ -355,7 +355,7 @@ class RedisBroker(Broker):
             return int(await self._io.client.exists(keys.stream, keys.dead)) > 0
 
     async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
-        return await RedisLetterPass.begin(self._io, queue, batch_size)
+        return await RedisLetterPass.begin(self._io, queue, batch_size, self.max_length(queue))
 
     async def stats(self, queue: str) -> QueueStats:
         keys = self._io.keys(queue)

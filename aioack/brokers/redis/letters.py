@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aioack.brokers.base import DeadLetter, LetterPass
+from aioack.brokers.deadletters import letter_time, time_to_store
 from aioack.brokers.redis.client import RedisIO
 from aioack.brokers.redis.errors import translate_errors
-from aioack.errors import PublishFailed
+from aioack.errors import PublishFailed, ReplayStopped
 
 
 def letter_fields(letter: DeadLetter) -> list[str | bytes]:
@@ -21,7 +22,7 @@ def letter_fields(letter: DeadLetter) -> list[str | bytes]:
         "delivery_count": str(letter.delivery_count),
         "attempt": None if letter.attempt is None else str(letter.attempt),
         "message_id": letter.message_id,
-        "at": repr(letter.dead_lettered_at),
+        "at": repr(time_to_store(letter.dead_lettered_at)),
         "body": letter.body,
     }
     flat: list[str | bytes] = []
@@ -54,16 +55,10 @@ def letter_from(queue: str, flat: Sequence[bytes], entry_id: bytes | None = None
         delivery_count=number(b"delivery_count") or 1,
         attempt=number(b"attempt"),
         message_id=text(b"message_id"),
-        dead_lettered_at=seconds(fields.get(b"at")),
+        # Anyone can XADD to the dead stream: an unreadable time is unknown.
+        dead_lettered_at=letter_time(fields.get(b"at")),
         id=None if entry_id is None else entry_id.decode(),
     )
-
-
-def seconds(raw: bytes | None) -> float:
-    try:
-        return float(raw or 0)
-    except ValueError:  # written by hand, not by us
-        return 0.0
 
 
 class RedisLetterPass(LetterPass):
@@ -73,19 +68,30 @@ class RedisLetterPass(LetterPass):
     and its letter deleted atomically, so a crash never splits the two.
     """
 
-    def __init__(self, io: RedisIO, queue: str, batch_size: int, until: bytes | None) -> None:
+    def __init__(
+        self,
+        io: RedisIO,
+        queue: str,
+        batch_size: int,
+        until: bytes | None,
+        max_length: int | None = None,
+    ) -> None:
         self._io = io
         self._queue = queue
+        #: The queue's limit: a replayed copy is new work, refused by a full queue.
+        self._max_length = max_length
         self._keys = io.keys(queue)
         self._batch_size = batch_size
         self._after: bytes | None = None
         self._until = until
 
     @classmethod
-    async def begin(cls, io: RedisIO, queue: str, batch_size: int) -> RedisLetterPass:
+    async def begin(
+        cls, io: RedisIO, queue: str, batch_size: int, max_length: int | None
+    ) -> RedisLetterPass:
         with translate_errors("read dead letters"):
             last: Any = await io.client.xrevrange(io.keys(queue).dead, "+", "-", count=1)
-        return cls(io, queue, batch_size, last[0][0] if last else None)
+        return cls(io, queue, batch_size, last[0][0] if last else None, max_length)
 
     async def next_batch(self) -> list[DeadLetter]:
         if self._until is None:
@@ -102,13 +108,14 @@ class RedisLetterPass(LetterPass):
         return [letter_from(self._queue, flat, entry_id) for entry_id, flat in entries]
 
     async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
-        args: list[str | bytes] = []
+        args: list[str | bytes | int] = [self._io.group, self._max_length or 0]
         for letter, message_id, body in copies:
             args += [_entry_id(letter), message_id, body]
+        keys = [self._keys.stream, self._keys.dead, self._keys.delayed]
         with translate_errors("replay dead letters", other=PublishFailed):
-            moved = await self._io.eval(
-                "replay_letters", [self._keys.stream, self._keys.dead], args
-            )
+            moved, full = await self._io.eval("replay_letters", keys, args)
+        if int(full):
+            raise ReplayStopped(self._queue, self._max_length, replayed=int(moved))
         return int(moved)
 
     async def remove(self, letters: Sequence[DeadLetter]) -> int:

@@ -277,21 +277,32 @@ end
 return removed
 """
 
-# KEYS stream, dead; ARGV entry id, message id, body, ... -> letters moved.
+# KEYS stream, dead, delayed; ARGV group, max_length (0: unbounded), then
+# entry id, message id, body for each letter -> {letters moved, 1 full | 0}.
 # A replay: each letter still there becomes a fresh entry of the stream (no
 # ``dc``: its deliveries are counted from 1) and leaves the dead stream, in
 # one atomic step. A letter gone already (another replay or purge took it)
-# gets no copy.
+# gets no copy. A copy is new work: the queue's max_length holds for it as
+# for PUBLISH_BOUNDED (waiting counted the same way), copy by copy; the first
+# copy without room stops the script, its letter and the rest left as they are.
 REPLAY_LETTERS = """
+local bound = tonumber(ARGV[2])
+local waiting = 0
+if bound > 0 then
+  waiting = redis.call('XLEN', KEYS[1]) - pending_count(KEYS[1], ARGV[1])
+    + redis.call('ZCARD', KEYS[3])
+end
 local moved = 0
-for i = 1, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   if #redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i]) > 0 then
+    if bound > 0 and waiting >= bound then return {moved, 1} end
     redis.call('XADD', KEYS[1], '*', 'body', ARGV[i + 2], 'id', ARGV[i + 1])
     redis.call('XDEL', KEYS[2], ARGV[i])
     moved = moved + 1
+    waiting = waiting + 1
   end
 end
-return moved
+return {moved, 0}
 """
 
 # KEYS stream, delayed, dead; ARGV group -> {length, pending, delayed, dead}.

@@ -302,7 +302,9 @@ class SQLiteBroker(Broker):
         )
 
     async def _letter_pass(self, queue: str, batch_size: int) -> LetterPass:
-        return await SQLiteLetterPass.begin(self._running(), queue, batch_size, self._notify)
+        return await SQLiteLetterPass.begin(
+            self._running(), queue, batch_size, self._notify, self.max_length(queue)
+        )
 
 
 def _json(raw: str) -> object:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from aioack._sqlite import SQLiteIO
 from aioack.brokers.base import DeadLetter, LetterPass
 from aioack.brokers.sqlite import queries
+from aioack.errors import ReplayStopped
 
 
 class SQLiteLetterPass(LetterPass):
@@ -19,10 +20,18 @@ class SQLiteLetterPass(LetterPass):
     """
 
     def __init__(
-        self, io: SQLiteIO, queue: str, batch_size: int, until: int, notify: Callable[[], None]
+        self,
+        io: SQLiteIO,
+        queue: str,
+        batch_size: int,
+        until: int,
+        notify: Callable[[], None],
+        max_length: int | None = None,
     ) -> None:
         self._io = io
         self._queue = queue
+        #: The queue's limit: a replayed copy is new work, refused by a full queue.
+        self._max_length = max_length
         self._batch_size = batch_size
         self._after = 0
         self._until = until
@@ -30,10 +39,15 @@ class SQLiteLetterPass(LetterPass):
 
     @classmethod
     async def begin(
-        cls, io: SQLiteIO, queue: str, batch_size: int, notify: Callable[[], None]
+        cls,
+        io: SQLiteIO,
+        queue: str,
+        batch_size: int,
+        notify: Callable[[], None],
+        max_length: int | None,
     ) -> SQLiteLetterPass:
         until = await io.run(functools.partial(queries.last_letter, queue=queue), write=False)
-        return cls(io, queue, batch_size, until, notify)
+        return cls(io, queue, batch_size, until, notify, max_length)
 
     async def next_batch(self) -> list[DeadLetter]:
         batch = await self._io.run(
@@ -52,12 +66,19 @@ class SQLiteLetterPass(LetterPass):
 
     async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
         rows = [(_row_id(letter), message_id, body) for letter, message_id, body in copies]
-        moved = await self._io.run(
+        moved, full = await self._io.run(
             functools.partial(
-                queries.replay_letters, queue=self._queue, copies=rows, now=time.time()
+                queries.replay_letters,
+                queue=self._queue,
+                copies=rows,
+                now=time.time(),
+                max_length=self._max_length,
             )
         )
-        self._notify()  # wake this process's consumers: there is work
+        if moved:
+            self._notify()  # wake this process's consumers: there is work
+        if full:
+            raise ReplayStopped(self._queue, self._max_length, replayed=moved)
         return moved
 
     async def remove(self, letters: Sequence[DeadLetter]) -> int:

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from aioack.brokers.base import DeadLetter
+from aioack.brokers.deadletters import letter_time, time_to_store
 
 #: (row id, queue, message id, body, deliveries, redelivered, token)
 Row = tuple[int, str, str, bytes, int, int, int]
@@ -44,14 +45,19 @@ def publish_bounded(
     from publishes. (The count stops at ``max_length``: it costs at most that
     many index entries.)
     """
-    (waiting,) = conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = ? AND owner IS NULL LIMIT ?)",
-        (queue, max_length),
-    ).fetchone()
-    if waiting + len(rows) > max_length:
+    if _waiting(conn, queue, max_length) + len(rows) > max_length:
         return False
     publish(conn, rows)
     return True
+
+
+def _waiting(conn: sqlite3.Connection, queue: str, at_most: int) -> int:
+    """Waiting rows (ready + delayed, not held) of ``queue``, counted up to ``at_most``."""
+    (waiting,) = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE queue = ? AND owner IS NULL LIMIT ?)",
+        (queue, at_most),
+    ).fetchone()
+    return int(waiting)
 
 
 def has_work(conn: sqlite3.Connection, queues: Sequence[str], now: float) -> bool:
@@ -197,7 +203,7 @@ def add_dead_letter(conn: sqlite3.Connection, letter: DeadLetter) -> None:
             letter.traceback,
             letter.delivery_count,
             letter.attempt,
-            letter.dead_lettered_at,
+            time_to_store(letter.dead_lettered_at),
         ),
     )
 
@@ -255,27 +261,44 @@ def letters(
             traceback=tb,
             delivery_count=count,
             attempt=attempt,
-            dead_lettered_at=at,
+            # Any process with the file open can write this column: checked.
+            dead_lettered_at=letter_time(at),
         )
         for row_id, mid, body, reason, detail, error, tb, count, attempt, at in rows
     ]
 
 
 def replay_letters(
-    conn: sqlite3.Connection, queue: str, copies: Sequence[tuple[int, str, bytes]], now: float
-) -> int:
+    conn: sqlite3.Connection,
+    queue: str,
+    copies: Sequence[tuple[int, str, bytes]],
+    now: float,
+    max_length: int | None = None,
+) -> tuple[int, bool]:
     """Each (row id, message id, body): delete the letter and insert its copy, ready
     at ``now``; a letter gone already gets no copy. Run as one transaction: the
-    copies and the deletions commit together or not at all."""
+    copies and the deletions commit together or not at all.
+
+    A copy is new work: with a ``max_length``, each goes in only while the
+    queue's waiting rows leave room (counted as ``publish_bounded`` counts,
+    in this write transaction). The first copy without room stops it, its
+    letter and the rest left as they are. Returns (letters moved, stopped full).
+    """
+    waiting = 0 if max_length is None else _waiting(conn, queue, max_length)
     moved = 0
     for row_id, message_id, body in copies:
-        gone = conn.execute(
-            "DELETE FROM dead_letters WHERE id = ? AND queue = ?", (row_id, queue)
-        ).rowcount
-        if gone:
-            publish(conn, [(queue, message_id, body, now)])
-            moved += 1
-    return moved
+        there = conn.execute(
+            "SELECT 1 FROM dead_letters WHERE id = ? AND queue = ?", (row_id, queue)
+        ).fetchone()
+        if there is None:
+            continue
+        if max_length is not None and waiting >= max_length:
+            return moved, True
+        conn.execute("DELETE FROM dead_letters WHERE id = ?", (row_id,))
+        publish(conn, [(queue, message_id, body, now)])
+        moved += 1
+        waiting += 1
+    return moved, False
 
 
 def remove_letters(conn: sqlite3.Connection, queue: str, row_ids: Sequence[int]) -> int:
