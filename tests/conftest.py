@@ -13,6 +13,7 @@ from aioack.brokers import Broker, broker_from_url
 from aioack.results import MemoryResultBackend, ResultBackend
 from aioack.results.redis import RedisResultBackend
 from aioack.results.sqlite import SQLiteResultBackend
+from tests.proxy import TcpProxy
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
 
 #: The contract suites' SQLite file, one per test session (no file in the repository).
@@ -109,3 +110,12 @@ async def results(broker_kind: str) -> AsyncIterator[ResultBackend]:
         if keys:
             await backend.client.delete(*keys)
         await backend.aclose()
+
+
+@pytest.fixture
+async def redis_proxy() -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of Redis, to cut connections (``refuse``) and let them back."""
+    require_service(REDIS_URL)
+    proxy = await TcpProxy(REDIS_URL).start()
+    yield proxy
+    await proxy.aclose()

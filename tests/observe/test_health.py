@@ -10,16 +10,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from aioack import App
 from aioack.brokers import broker_from_url
 from aioack.observe.health import HealthProbe
 from tests.proxy import TcpProxy
-from tests.support import REDIS_URL, require_service, unique, wait_until
+from tests.support import REDIS_URL, unique, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,17 +34,10 @@ async def probe_says(port: int, path: str) -> tuple[int, str]:
     return await asyncio.to_thread(get, port, path)
 
 
-@pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    require_service(REDIS_URL)
-    proxy = await TcpProxy(REDIS_URL).start()
-    yield proxy
-    await proxy.aclose()
-
-
 async def test_readiness_follows_start_the_broker_connection_and_shutdown(
-    proxy: TcpProxy,
+    redis_proxy: TcpProxy,
 ) -> None:
+    proxy = redis_proxy
     queue = unique("health")
     broker = broker_from_url(proxy.url(), visibility_timeout=5, poll_interval=0.05)
     app, started = App(broker=broker), asyncio.Event()

@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import pytest
-
 from aioack import App, BrokerUnavailable, State, TaskContext
 from aioack.brokers import MemoryBroker
 from aioack.results import MemoryResultBackend
@@ -20,22 +18,15 @@ from aioack.results.base import Effect
 from aioack.results.redis import RedisResultBackend
 from aioack.testing import run_until_idle
 from tests.proxy import TcpProxy
-from tests.support import REDIS_URL, require_service, unique, wait_until
+from tests.support import REDIS_URL, unique, wait_until
 
 IN_FLIGHT = 8
 
 
-@pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    require_service(REDIS_URL)
-    proxy = await TcpProxy(REDIS_URL).start()
-    yield proxy
-    await proxy.aclose()
-
-
 async def test_a_cut_of_the_backend_connections_defers_effect_runs_and_none_is_dead_lettered(
-    proxy: TcpProxy,
+    redis_proxy: TcpProxy,
 ) -> None:
+    proxy = redis_proxy
     prefix = unique("aioack-test")
     backend = RedisResultBackend(proxy.url(), key_prefix=prefix)
     direct = RedisResultBackend(REDIS_URL, key_prefix=prefix)  # reads past the proxy
