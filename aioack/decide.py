@@ -29,6 +29,8 @@ class OutcomeKind(enum.Enum):
     #: The result backend failed under a ``ctx.effect()`` block: the block's
     #: writes were not committed (or were, with their mark). Not the task's fault.
     INTERRUPTED = "interrupted"
+    #: ``app.revoke(id, terminate=True)`` cancelled the run: never retried.
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,9 @@ ACK = Action(ActionKind.ACK)
 REQUEUE = Action(ActionKind.REQUEUE)
 RELEASE = Action(ActionKind.RELEASE)
 NOTHING = Action(ActionKind.NOTHING)
+#: A revoked task: acked without running it (or after cancelling its run);
+#: its result state becomes REVOKED. Deliberate, so not a dead letter.
+REVOKED = Action(ActionKind.ACK, reason="revoked")
 
 
 def dead_letter(reason: str, detail: str = "") -> Action:
@@ -75,13 +80,20 @@ def dead_letter(reason: str, detail: str = "") -> Action:
 
 
 def admit(
-    options: TaskOptions, *, delivery_count: int, redelivered: bool, expired: bool
+    options: TaskOptions,
+    *,
+    delivery_count: int,
+    redelivered: bool,
+    expired: bool,
+    revoked: bool = False,
 ) -> Action | None:
     """Rule on a decoded delivery before running it: None means run it.
 
     Bad input (undecodable, unknown task, invalid arguments, too large) is
     dead-lettered before this is reached, by the worker's decoding step.
     """
+    if revoked:  # first: whatever else is wrong with it, nobody wants it run
+        return REVOKED
     if delivery_count > options.delivery_limit:
         return dead_letter(
             "delivery_limit",
@@ -112,6 +124,8 @@ def decide(
     kind = outcome.kind
     if kind is OutcomeKind.SUCCEEDED:
         return NOTHING if settled else ACK
+    if kind is OutcomeKind.REVOKED:
+        return NOTHING if settled else REVOKED
     if kind is OutcomeKind.INTERRUPTED:
         # An outage is not a failure of the task: run the same attempt later
         # (on a copy when acked early). Effect marks keep the rerun's effects once.

@@ -19,6 +19,7 @@ Exception tree (everything aioack raises on purpose derives from AioackError)::
     │       └── LeaseLost       Redis: the lease ran out and another consumer took it
     ├── TimeLimitExceeded       a task ran past its time_limit (raised into the outcome)
     ├── TaskFailed              result.get(): the task failed for good or was dead-lettered
+    │   └── TaskRevoked         result.get(): the task was revoked (app.revoke())
     ├── ResultTimeout           result.get(): no final state within the timeout
     └── JoinInsideTask          result.get() inside a running task without allow_join=True
 
@@ -166,6 +167,10 @@ class TaskFailed(AioackError):
         self.traceback = traceback
         what = f"{exc_type}: {exc_message}" if exc_type else (exc_message or "no detail")
         super().__init__(f"task {task_id} {state.lower()}: {what}")
+
+
+class TaskRevoked(TaskFailed):
+    """Raised by ``result.get()`` when the task was revoked (not run, or cancelled)."""
 
 
 class ResultTimeout(AioackError, TimeoutError):

@@ -22,6 +22,7 @@ from aioack.errors import (
     JoinInsideTask,
     ResultTimeout,
     TaskFailed,
+    TaskRevoked,
 )
 from aioack.message import Message, new_task_id, summarize
 from aioack.options import TaskOptions, check_queue_name
@@ -85,6 +86,7 @@ class AsyncResult(Generic[R]):
 
         Raises:
             TaskFailed: the run ended in FAILURE or DEAD_LETTERED.
+            TaskRevoked: the run was revoked (a TaskFailed).
             ResultTimeout: no final state within ``timeout``.
             JoinInsideTask: called inside a running task without ``allow_join=True``.
             ConfigurationError: the App has no result backend.
@@ -101,7 +103,8 @@ class AsyncResult(Generic[R]):
             raise ResultTimeout(f"no result for task {self.task_name}[{self.id}] in {timeout}s")
         if record.state is State.SUCCESS:
             return self._decode(record.result)
-        raise TaskFailed(
+        failure = TaskRevoked if record.state is State.REVOKED else TaskFailed
+        raise failure(
             self.id, record.state.value, record.error_type, record.error_message, record.traceback
         )
 

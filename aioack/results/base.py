@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Self
@@ -30,13 +31,14 @@ class State(enum.StrEnum):
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"  # the task raised and failed for good
     DEAD_LETTERED = "DEAD_LETTERED"  # refused without a result (limit, expired, rejected...)
+    REVOKED = "REVOKED"  # revoked: not run, or (terminate=True) cancelled while running
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({State.SUCCESS, State.FAILURE, State.DEAD_LETTERED})
+FINAL_STATES = frozenset({State.SUCCESS, State.FAILURE, State.DEAD_LETTERED, State.REVOKED})
 
 
 class ResultRecord(BaseModel):
@@ -93,6 +95,17 @@ class Effect:
     def already_applied(self) -> bool:
         """An earlier run committed this effect: skip work that only feeds it."""
         return self.committed_by is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A task id no worker may run (``app.revoke()``), until ``expires_at``."""
+
+    task_id: str
+    #: Cancel a run of it that is going on now, too.
+    terminate: bool
+    #: Unix time after which workers forget it.
+    expires_at: float
 
 
 class ResultBackend(ABC):
@@ -208,3 +221,83 @@ class ResultBackend(ABC):
         Raises:
             BrokerUnavailable: the claim stays until its lease runs out.
         """
+
+    # -- task control (docs/task-control.md) ---------------------------------
+    #
+    # The result backend is where aioack keeps what is not a queue: results,
+    # the idempotency ledger, and the state of task control (revocations,
+    # unique-enqueue keys, per-key concurrency slots). One store for every
+    # broker: RabbitMQ has none of its own. Not abstract: a third-party
+    # backend without them still stores results, and task control says why not.
+
+    def _no_control(self, what: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{type(self).__name__} does not keep {what}: use App(results='sqlite://') "
+            "or App(results='redis://...')"
+        )
+
+    async def revoke(self, revocations: Sequence[Revocation]) -> None:
+        """Record revocations and tell every watching worker now.
+
+        Raises:
+            BrokerUnavailable: not recorded.
+        """
+        raise self._no_control("revocations")
+
+    async def revocations_after(
+        self, cursor: str | None, wait_s: float
+    ) -> tuple[list[Revocation], str]:
+        """Revocations recorded after ``cursor`` (None: every live one), and the new cursor.
+
+        With none yet, waits up to ``wait_s`` seconds for one (0: do not wait).
+        Expired ones may be left out.
+
+        Raises:
+            BrokerUnavailable.
+        """
+        raise self._no_control("revocations")
+
+    async def reserve_unique(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        """Atomically take unique-enqueue ``key`` for ``task_id`` for ``ttl_s`` seconds.
+
+        Returns None when taken (publish), else the task id holding it (do not).
+
+        Raises:
+            BrokerUnavailable: unknown; nothing is published.
+        """
+        raise self._no_control("unique-enqueue keys")
+
+    async def unreserve_unique(self, key: str, task_id: str) -> None:
+        """Free ``key`` if ``task_id`` still holds it (its publish failed).
+
+        Raises:
+            BrokerUnavailable: the key stays until its window ends.
+        """
+        raise self._no_control("unique-enqueue keys")
+
+    async def acquire_slot(self, key: str, limit: int, owner: str, lease_s: float) -> bool:
+        """Take one of ``limit`` concurrency slots of ``key`` for ``owner`` for ``lease_s``.
+
+        False when ``limit`` live owners hold it. A slot whose lease ran out
+        (its worker died) is free.
+
+        Raises:
+            BrokerUnavailable: unknown; do not run.
+        """
+        raise self._no_control("concurrency slots")
+
+    async def renew_slot(self, key: str, owner: str, lease_s: float) -> bool:
+        """Extend ``owner``'s slot of ``key``; False if it had lapsed and was taken.
+
+        Raises:
+            BrokerUnavailable.
+        """
+        raise self._no_control("concurrency slots")
+
+    async def release_slot(self, key: str, owner: str) -> None:
+        """Give ``owner``'s slot of ``key`` back.
+
+        Raises:
+            BrokerUnavailable: it frees itself when its lease runs out.
+        """
+        raise self._no_control("concurrency slots")

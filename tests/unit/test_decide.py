@@ -31,6 +31,7 @@ LOST = Outcome(OutcomeKind.LOST)
 SHUTDOWN = Outcome(OutcomeKind.SHUTDOWN)
 CLAIM_LOST = Outcome(OutcomeKind.CLAIM_LOST)
 INTERRUPTED = Outcome(OutcomeKind.INTERRUPTED, error=ConnectionError("cut"), countdown=0.5)
+REVOKED = Outcome(OutcomeKind.REVOKED)
 
 # (row, options, outcome, attempt, settled, expected action, dead-letter reason)
 # fmt: off
@@ -59,6 +60,9 @@ DECIDE_TABLE = [
     ("key taken over, early ack", EARLY, CLAIM_LOST, 1, True, ActionKind.NOTHING, ""),
     ("backend outage under an effect block", LATE, INTERRUPTED, 4, False, ActionKind.DEFER, ""),
     ("backend outage, early ack: copy", EARLY, INTERRUPTED, 1, True, ActionKind.DEFER, ""),
+    ("revoked with terminate=True mid-run", LATE, REVOKED, 1, False, ActionKind.ACK, "revoked"),
+    ("revoked mid-run, early ack", EARLY, REVOKED, 2, True, ActionKind.NOTHING, ""),
+    ("revoked mid-run, retries left: not retried", AUTORETRY, REVOKED, 1, False, ActionKind.ACK, "revoked"),
 ]
 # fmt: on
 
@@ -82,38 +86,48 @@ def test_decide_follows_the_contract_table(
     assert action.reason == reason
 
 
-# (row, options, delivery_count, redelivered, expired, expected reason or None = run)
+# (row, options, delivery_count, redelivered, expired, revoked,
+#  expected (action, reason) or None = run)
+DL = ActionKind.DEAD_LETTER
 # fmt: off
 ADMIT_TABLE = [
-    ("first delivery runs", {}, 1, False, False, None),
-    ("redelivered after worker lost, default: run again", {}, 2, True, False, None),
-    ("redelivered, reject_on_worker_lost=False", {"reject_on_worker_lost": False}, 2, True, False, "worker_lost"),
-    ("delivery count at the limit still runs", {"delivery_limit": 3}, 3, True, False, None),
-    ("delivery count over the limit (crash loop)", {"delivery_limit": 3}, 4, True, False, "delivery_limit"),
-    ("expired before it ran", {}, 1, False, True, "expired"),
+    ("first delivery runs", {}, 1, False, False, False, None),
+    ("redelivered after worker lost, default: run again", {}, 2, True, False, False, None),
+    ("redelivered, reject_on_worker_lost=False", {"reject_on_worker_lost": False}, 2, True, False, False, (DL, "worker_lost")),
+    ("delivery count at the limit still runs", {"delivery_limit": 3}, 3, True, False, False, None),
+    ("delivery count over the limit (crash loop)", {"delivery_limit": 3}, 4, True, False, False, (DL, "delivery_limit")),
+    ("expired before it ran", {}, 1, False, True, False, (DL, "expired")),
+    ("revoked before it ran: acked, not run", {}, 1, False, False, True, (ActionKind.ACK, "revoked")),
+    ("revoked and past its limit: revoked wins", {"delivery_limit": 3}, 4, True, True, True, (ActionKind.ACK, "revoked")),
 ]
 # fmt: on
 
 
 @pytest.mark.parametrize(
-    ("options", "count", "redelivered", "expired", "reason"),
+    ("options", "count", "redelivered", "expired", "revoked", "expected"),
     [row[1:] for row in ADMIT_TABLE],
     ids=[row[0] for row in ADMIT_TABLE],
 )
 def test_admit_follows_the_contract_table(
-    options: dict[str, Any], count: int, redelivered: bool, expired: bool, reason: str | None
+    options: dict[str, Any],
+    count: int,
+    redelivered: bool,
+    expired: bool,
+    revoked: bool,
+    expected: tuple[ActionKind, str] | None,
 ) -> None:
     action = admit(
         TaskOptions(name="t", **options),
         delivery_count=count,
         redelivered=redelivered,
         expired=expired,
+        revoked=revoked,
     )
-    if reason is None:
+    if expected is None:
         assert action is None
     else:
         assert action is not None
-        assert (action.kind, action.reason) == (ActionKind.DEAD_LETTER, reason)
+        assert (action.kind, action.reason) == expected
 
 
 def test_backoff_doubles_from_the_base_and_is_capped() -> None:

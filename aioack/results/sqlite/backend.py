@@ -35,7 +35,7 @@ from aioack.results.base import (
 )
 from aioack.urls import parse_options
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CREATE = (
     "CREATE TABLE results (task_id TEXT PRIMARY KEY, record TEXT NOT NULL, "
     "expires_at REAL NOT NULL)",
@@ -43,7 +43,26 @@ _CREATE = (
     "CREATE TABLE idempotency (key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL, "
     "task_id TEXT NOT NULL, until REAL NOT NULL)",
 )
-MIGRATIONS: Migrations = {}
+#: Version 2: task control (docs/task-control.md). ``revocations`` is a log
+#: workers tail by ``seq``; ``unique_keys`` one row per unique-enqueue key;
+#: ``key_slots`` one row per (key, owner) holding a concurrency slot.
+_V2 = (
+    "CREATE TABLE revocations (seq INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, "
+    "terminate INTEGER NOT NULL, expires_at REAL NOT NULL)",
+    "CREATE TABLE unique_keys (key TEXT PRIMARY KEY, task_id TEXT NOT NULL, "
+    "expires_at REAL NOT NULL)",
+    "CREATE TABLE key_slots (key TEXT NOT NULL, owner TEXT NOT NULL, until REAL NOT NULL, "
+    "PRIMARY KEY (key, owner))",
+)
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    for statement in _V2:
+        conn.execute(statement)
+
+
+#: From version N to N + 1. A new version adds its step here (and to _create).
+MIGRATIONS: Migrations = {1: _v2}
 #: Stores between two sweeps of expired records.
 _SWEEP_EVERY = 200
 
@@ -64,6 +83,7 @@ class SQLiteResultOptions(BaseModel):
 def _create(conn: sqlite3.Connection) -> None:
     for statement in _CREATE:
         conn.execute(statement)
+    _v2(conn)
 
 
 def _ensure(conn: sqlite3.Connection) -> None:
