@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
@@ -16,6 +17,12 @@ from aioack.limits import QueueLimit, check_limits, publish_bounded
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
 from aioack.options import TaskOptions
 from aioack.results import ResultBackend, backend_from_url
+from aioack.results.base import Revocation
+from aioack.results.revocations import (
+    DEFAULT_REVOKE_EXPIRES_S,
+    check_revoke_expires,
+    check_task_ids,
+)
 from aioack.task import AsyncResult, Task, TaskContext
 from aioack.urls import explain
 from aioack.worker import Redactor, Worker, WorkerSettings
@@ -51,6 +58,10 @@ class App:
     claimed key stays held by a run that stopped renewing it (a dead worker)
     before another run takes over.
 
+    ``revoke_expires``: seconds a revocation lasts by default (three hours,
+    as Celery's ``REVOKE_EXPIRES``): workers started within that time still
+    honour it. See docs/task-control.md.
+
     ``queue_limits``: queue name -> ``QueueLimit`` (or a dict of its fields):
     how much each queue may hold and what a publish into a full one does
     (``QueueFull`` at once, or after waiting). Given to the broker, which
@@ -65,6 +76,7 @@ class App:
         results: str | ResultBackend | None = None,
         result_expires: float | None = None,
         idempotency_lease: float = 30.0,
+        revoke_expires: float = DEFAULT_REVOKE_EXPIRES_S,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         hooks: Iterable[object] = (),
         queue_limits: Mapping[str, QueueLimit | Mapping[str, Any]] | None = None,
@@ -72,6 +84,10 @@ class App:
     ) -> None:
         if idempotency_lease <= 0:
             raise ConfigurationError("idempotency_lease must be > 0 seconds")
+        try:
+            self.revoke_expires = check_revoke_expires(revoke_expires, "revoke_expires")
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         self._queue_limits = check_limits(queue_limits or {})
         self._connected = False
         # Given here, it overrides the results URL's own ?result_expires=.
@@ -185,6 +201,46 @@ class App:
                 "this App keeps no results: pass results='redis://...' (or 'memory://') to App()"
             )
         return self.results
+
+    async def revoke(
+        self,
+        task_ids: str | Iterable[str],
+        *,
+        terminate: bool = False,
+        expires: float | None = None,
+    ) -> None:
+        """Revoke task runs by id: no worker runs them from now on.
+
+        A queued or delayed run is acked unrun when it is delivered (state
+        REVOKED); with ``terminate=True`` a run going on now is cancelled too
+        (a plain ``def`` in a thread cannot be stopped: its thread runs on, but
+        its result is not stored). Every worker hears it at once and keeps it
+        ``expires`` seconds (default: the App's ``revoke_expires``), so a
+        worker started in that time honours it. An unknown id is accepted
+        and harmless.
+
+        Raises:
+            ValueError: a bad id (empty, over 200 characters, not printable),
+                over 10,000 ids, or ``expires`` not in (0, 7 days].
+            ConfigurationError: the App keeps no results (revocations live there).
+            BrokerUnavailable: the result backend cannot be reached: nothing revoked.
+        """
+        backend = self.require_results()
+        lasting_s = check_revoke_expires(
+            self.revoke_expires if expires is None else expires, "expires"
+        )
+        ids = check_task_ids([task_ids] if isinstance(task_ids, str) else list(task_ids))
+        if not self._connected:
+            await self.connect()
+        until = time.time() + lasting_s
+        await backend.revoke([Revocation(task_id, terminate, until) for task_id in ids])
+        logger.info(
+            "revoked %d task(s)%s for %.0fs",
+            len(ids),
+            " (terminate)" if terminate else "",
+            lasting_s,
+            extra={"event": "revoke", "task_ids": ids[:20], "terminate": terminate},
+        )
 
     def result(self, task_id: str, task: str | Task[Any, Any] = "") -> AsyncResult[Any]:
         """A handle on a run known by id (e.g. from an HTTP request).

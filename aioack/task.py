@@ -45,6 +45,10 @@ class Producer(Protocol):
 
     def require_results(self) -> ResultBackend: ...
 
+    async def revoke(
+        self, task_ids: str, *, terminate: bool = False, expires: float | None = None
+    ) -> None: ...
+
 
 #: The id of the task run the current asyncio task belongs to (None outside
 #: a run): the worker sets it, ``AsyncResult.get()`` reads it (deadlock guard).
@@ -71,6 +75,17 @@ class AsyncResult(Generic[R]):
         """
         record = await self._backend().fetch(self.id)
         return State.PENDING if record is None else record.state
+
+    async def revoke(self, *, terminate: bool = False, expires: float | None = None) -> None:
+        """Revoke this run: see ``App.revoke``.
+
+        Raises:
+            ConfigurationError: no App, or the App keeps no results.
+            BrokerUnavailable: the result backend cannot be reached.
+        """
+        if self.app is None:
+            raise ConfigurationError("this AsyncResult has no App; use app.revoke(task_id)")
+        await self.app.revoke(self.id, terminate=terminate, expires=expires)
 
     async def record(self) -> ResultRecord | None:
         """The raw record (JSON result, error details), or None."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,9 @@ from aioack.results.base import (
     ClaimStatus,
     ResultBackend,
     ResultRecord,
+    Revocation,
 )
+from aioack.results.revocations import live
 from aioack.urls import parse_options
 
 
@@ -49,6 +52,8 @@ class MemoryResultBackend(ResultBackend):
         self._records: dict[str, tuple[ResultRecord, float]] = {}
         self._final: dict[str, asyncio.Event] = {}
         self._keys: dict[str, _Key] = {}
+        self._revocations: list[Revocation] = []
+        self._revoked = asyncio.Event()
 
     @property
     def location(self) -> str:
@@ -89,6 +94,25 @@ class MemoryResultBackend(ResultBackend):
 
     def _event(self, task_id: str) -> asyncio.Event:
         return self._final.setdefault(task_id, asyncio.Event())
+
+    # -- revocations: a list readers follow by index (in-process only) --------
+
+    async def revoke(self, items: Sequence[Revocation]) -> None:
+        self._revocations.extend(items)
+        self._revoked.set()
+        self._revoked = asyncio.Event()  # the next wait is for the next revoke
+
+    async def revocations_after(
+        self, cursor: str | None, wait_s: float
+    ) -> tuple[list[Revocation], str]:
+        start = int(cursor or 0)
+        if len(self._revocations) == start and wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._revoked.wait(), wait_s)
+        found = self._revocations[start:]
+        return live(found, time.time()), str(start + len(found))
+
+    # -- the idempotency ledger ------------------------------------------------
 
     async def claim(self, key: str, owner: str, task_id: str, lease_s: float) -> Claim:
         now, held = self._clock(), self._keys.get(key)

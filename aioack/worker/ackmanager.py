@@ -120,6 +120,12 @@ class AckManager:
     def held_count(self) -> int:
         return len(self._held)
 
+    def holding(self, message_id: str) -> list[Held]:
+        """The deliveries of this message id held now (a scan: for rare events only)."""
+        return [
+            h for h in self._held.values() if h.message is not None and h.message.id == message_id
+        ]
+
     async def ack_early(self, held: Held) -> None:
         """Ack before the run finishes (``acks_late=False`` or ``ctx.ack()``).
 
@@ -410,6 +416,8 @@ class AckManager:
         )
         if action.kind is ActionKind.DEAD_LETTER:
             fields |= {"reason": action.reason, "detail": action.detail}
+        elif action.reason:  # acked revoked, deferred for a busy key...
+            fields["reason"] = action.reason
         elif action.kind in (ActionKind.RETRY, ActionKind.DEFER):
             fields["delay_s"] = action.delay_s
         if error is not None:
@@ -472,7 +480,7 @@ def _describe(action: Action, held: Held) -> str:
     if held.lost:
         return "not settled: delivery lost"
     if kind is ActionKind.ACK:
-        return "acked"
+        return f"acked ({action.reason})" if action.reason else "acked"
     if kind is ActionKind.RETRY:
         return f"retry in {action.delay_s:.2f}s"
     if kind is ActionKind.DEFER:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from aioack._scope import TaskScope
-from aioack.decide import ACK, REQUEUE, Action, ActionKind, Outcome, OutcomeKind
+from aioack.decide import ACK, REQUEUE, REVOKED, Action, ActionKind, Outcome, OutcomeKind
 from aioack.errors import BrokerError, ConfigurationError
 from aioack.results.base import ClaimStatus, ResultBackend, ResultRecord, State
 from aioack.worker.runner import Job, RunResult, failed
@@ -242,22 +242,29 @@ class ResultFlow:
             await self._renewers.cancel([claimed.renewer])
 
     async def refused(self, held: Held, action: Action) -> None:
-        """Best effort: a delivery dead-lettered before it ran still tells its callers."""
+        """Best effort: a delivery dead-lettered or revoked before it ran still tells
+        its callers."""
         message = held.message
-        if self.backend is None or message is None or action.kind is not ActionKind.DEAD_LETTER:
+        if self.backend is None or message is None:
+            return
+        if action.kind is ActionKind.DEAD_LETTER:
+            state, detail = State.DEAD_LETTERED, action.detail
+        elif action is REVOKED:
+            state, detail = State.REVOKED, "revoked before it ran"
+        else:
             return
         record = ResultRecord(
             task_id=message.id,
-            state=State.DEAD_LETTERED,
+            state=state,
             task=message.task,
             attempt=message.attempt,
             error_type=action.reason,
-            error_message=action.detail,
+            error_message=detail,
         )
         try:
             await self.backend.store(record)
         except BrokerError as exc:
-            logger.warning("task %s: could not store DEAD_LETTERED: %s", held.label, exc)
+            logger.warning("task %s: could not store %s: %s", held.label, state.value, exc)
 
 
 def _completes(record: ResultRecord | None) -> TypeGuard[ResultRecord]:
@@ -283,6 +290,13 @@ def _final_record(job: Job, result: RunResult, action: Action) -> ResultRecord |
         return _record(job, State.SUCCESS, result=result.value)
     if outcome.kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN, OutcomeKind.CLAIM_LOST):
         return None
+    if outcome.kind is OutcomeKind.REVOKED:
+        return _record(
+            job,
+            State.REVOKED,
+            error_type="revoked",
+            error_message="revoked with terminate=True while running: cancelled",
+        )
     error = outcome.error
     details: dict[str, object] = {
         "error_type": _type_name(error) if error is not None else "Reject",

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,8 @@ class Checks:
     tasks: Mapping[str, Task[Any, Any]]
     max_message_bytes: int
     results: ResultBackend | None
+    #: Task ids revoked (``task_id in revoked``): acked without running.
+    revoked: Container[str] = ()
 
 
 def prepare(checks: Checks, held: Held, context_ack: Any) -> Job | Action:
@@ -73,6 +75,7 @@ def prepare(checks: Checks, held: Held, context_ack: Any) -> Job | Action:
         delivery_count=delivery.delivery_count,
         redelivered=delivery.redelivered,
         expired=message.is_expired(time.time()),
+        revoked=message.id in checks.revoked,
     )
     if rejected is not None:
         return rejected

@@ -27,6 +27,7 @@ from aioack.decide import (
     NOTHING,
     RELEASE,
     REQUEUE,
+    REVOKED,
     Action,
     ActionKind,
     Outcome,
@@ -40,6 +41,7 @@ from aioack.results.base import ResultBackend
 from aioack.task import CURRENT_TASK_ID, Task
 from aioack.worker.ackmanager import NO_RESULT, AckManager, Held
 from aioack.worker.resultflow import ResultFlow
+from aioack.worker.revocations import Revocations
 from aioack.worker.runner import Checks, Job, RunResult, execute, prepare
 from aioack.worker.settings import CLOSE_ALLOWANCE_S, Redactor, WorkerSettings
 from aioack.worker.shutdown import Stopping, signals
@@ -97,7 +99,11 @@ class Worker:
         #: Runs whose delivery was lost, by message id, until they end.
         self._winding_down: dict[str, asyncio.Task[None]] = {}
         self._acks: AckManager | None = None
-        self._checks = Checks(tasks, settings.max_message_bytes, results)
+        #: Task ids not to run (app.revoke()), followed from the result backend.
+        self._revocations = Revocations(results, self._terminate)
+        #: Message ids whose running copy a revoke(terminate=True) cancelled.
+        self._terminated: set[str] = set()
+        self._checks = Checks(tasks, settings.max_message_bytes, results, self._revocations)
         self._results = ResultFlow(results, lease_s=settings.idempotency_lease, worker_id=self.id)
         self._background: asyncio.Task[None] | None = None
         self._connection_lost = False
@@ -146,6 +152,8 @@ class Worker:
         receive = self._loops.start(self._receive(consumer, acks, burst), name="aioack-receive")
         dispatch = self._loops.start(self._dispatch(), name="aioack-dispatch")
         heartbeat = self._loops.start(acks.heartbeat(), name="aioack-heartbeat")
+        if self._revocations.enabled:
+            self._loops.start(self._revocations.watch(), name="aioack-revocations")
         self._loops.start(self._announcing(), name="aioack-announce")
         marks = watched(self.broker, self.settings.queues)
         if marks is not None and isinstance(self.broker, BrokerAdmin):
@@ -197,6 +205,7 @@ class Worker:
         await broker.connect()
         if self.results is not None:
             await self.results.connect()
+        await self._revocations.load()  # before consuming: an earlier revoke still holds
         await broker.declare(settings.queues)
         for warning in await broker.preflight({t.name: t.options.time_limit for t in mine}):
             logger.warning("%s", warning)
@@ -417,6 +426,10 @@ class Worker:
             if job.message.is_expired(time.time()):  # expired while waiting for a slot
                 await acks.settle(held, dead_letter("expired", "expired while waiting for a slot"))
                 return
+            if job.context.id in self._revocations:  # revoked while waiting for a slot
+                await self._results.refused(held, REVOKED)
+                await acks.settle(held, NOTHING if held.settled else REVOKED)
+                return
             winding_down = self._winding_down.get(job.context.id)
             if winding_down is not None:
                 # The broker redelivered a message whose lost run here is still
@@ -543,7 +556,25 @@ class Worker:
             return OutcomeKind.LOST
         if self._results.claim_lost(job):
             return OutcomeKind.CLAIM_LOST
+        if job.context.id in self._terminated:
+            self._terminated.discard(job.context.id)
+            return OutcomeKind.REVOKED
         return OutcomeKind.SHUTDOWN
+
+    def _terminate(self, task_id: str) -> None:
+        """revoke(terminate=True): cancel the runs of ``task_id`` going on here now."""
+        if self._acks is None:
+            return
+        for held in self._acks.holding(task_id):
+            body = held.body
+            if body is not None and not body.done():
+                logger.warning(
+                    "task %s revoked with terminate=True: cancelling its run",
+                    held.label,
+                    extra=held.fields("terminated", self.id),
+                )
+                self._terminated.add(task_id)
+                body.cancel()
 
     def _on_lost(self, held: Held) -> None:
         body = held.body

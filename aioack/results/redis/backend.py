@@ -14,13 +14,15 @@
   block WATCHes it, reads its mark, and commits its queued writes with the
   mark in one MULTI/EXEC: a mark set by another run in between makes EXEC
   fail, so two runs can never both commit one effect.
+- Revocations are a stream, ``{prefix}:revocations``, that workers tail
+  (``revocations.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -37,7 +39,9 @@ from aioack.results.base import (
     Effect,
     ResultBackend,
     ResultRecord,
+    Revocation,
 )
+from aioack.results.redis import revocations
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
 
@@ -231,6 +235,24 @@ class RedisResultBackend(ResultBackend):
                     if message is not None:
                         record = await self.fetch(task_id)
                 return record
+
+    # -- revocations (a stream workers tail: aioack/results/redis/revocations.py) --
+
+    async def revoke(self, items: Sequence[Revocation]) -> None:
+        with _translated():
+            await revocations.add(self.client, f"{self.prefix}:revocations", items)
+
+    async def revocations_after(
+        self, cursor: str | None, wait_s: float
+    ) -> tuple[list[Revocation], str]:
+        with _translated():
+            found = await revocations.read_after(
+                self.client, f"{self.prefix}:revocations", cursor, wait_s
+            )
+        raise_swallowed_cancel()  # a worker's watch loop must stop when cancelled
+        return found
+
+    # -- the idempotency ledger ---------------------------------------------------
 
     async def claim(self, key: str, owner: str, task_id: str, lease_s: float) -> Claim:
         with _translated():

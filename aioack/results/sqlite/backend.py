@@ -21,6 +21,7 @@ import contextlib
 import functools
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +33,9 @@ from aioack.results.base import (
     ClaimStatus,
     ResultBackend,
     ResultRecord,
+    Revocation,
 )
+from aioack.results.sqlite import revocations
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 2
@@ -101,6 +104,8 @@ class SQLiteResultBackend(ResultBackend):
         self._stores = 0
         #: task id -> the events of this process's waiters, set on a final store.
         self._final: dict[str, set[asyncio.Event]] = {}
+        #: Set when this process adds a revocation: its own readers wake at once.
+        self._revoked = asyncio.Event()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteResultBackend:
@@ -189,6 +194,30 @@ class SQLiteResultBackend(ResultBackend):
     def _wake(self, task_id: str) -> None:
         for stored in self._final.get(task_id, ()):
             stored.set()
+
+    # -- revocations -------------------------------------------------------------
+
+    async def revoke(self, items: Sequence[Revocation]) -> None:
+        await self._run(functools.partial(revocations.add, items=items, now=time.time()))
+        self._revoked.set()
+
+    async def revocations_after(
+        self, cursor: str | None, wait_s: float
+    ) -> tuple[list[Revocation], str]:
+        deadline = time.monotonic() + wait_s
+        position = None if cursor is None else int(cursor)
+        while True:
+            self._revoked.clear()
+            found, last = await self._run(
+                functools.partial(revocations.read_after, cursor=position, now=time.time()),
+                write=False,
+            )
+            remaining_s = deadline - time.monotonic()
+            if found or last != position or remaining_s <= 0:
+                return found, str(last)
+            with contextlib.suppress(TimeoutError):
+                wait = min(self.options.poll_interval, remaining_s)
+                await asyncio.wait_for(self._revoked.wait(), wait)
 
     # -- the idempotency ledger ------------------------------------------------
 
