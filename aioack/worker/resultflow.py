@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from aioack._scope import TaskScope
-from aioack.decide import ACK, REQUEUE, REVOKED, Action, ActionKind, Outcome, OutcomeKind
+from aioack.decide import REQUEUE, REVOKED, Action, ActionKind, Outcome, OutcomeKind
 from aioack.errors import BrokerError, ConfigurationError
 from aioack.results.base import ClaimStatus, ResultBackend, ResultRecord, State
 from aioack.worker.runner import Job, RunResult, failed
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from aioack.worker.ackmanager import Held
 
 logger = logging.getLogger("aioack.worker")
+
+#: A duplicate of a completed effect-once key: acked unrun (metrics and logs say why).
+DUPLICATE = Action(ActionKind.ACK, reason="duplicate")
 
 #: Longest wait (seconds) before a delivery whose key a live run holds is tried again.
 MAX_BUSY_DELAY_S = 5.0
@@ -102,15 +105,15 @@ class ResultFlow:
                 await self._copy_result(backend, claim.task_id, job)
         except BrokerError as exc:
             logger.warning("task %s: idempotency ledger unreachable (%s); later", label, exc)
-            return Action(ActionKind.DEFER, delay_s=self.busy_delay_s)
+            return Action(ActionKind.DEFER, delay_s=self.busy_delay_s, reason="ledger_unreachable")
         if claim.status is ClaimStatus.COMPLETED:
             logger.info("task %s: key %r completed by %s; not run again", label, key, claim.task_id)
-            return ACK
+            return DUPLICATE
         if claim.status is ClaimStatus.BUSY:
             logger.info(
                 "task %s: key %r held by a live run; back in %.1fs", label, key, self.busy_delay_s
             )
-            return Action(ActionKind.DEFER, delay_s=self.busy_delay_s)
+            return Action(ActionKind.DEFER, delay_s=self.busy_delay_s, reason="key_busy")
         claimed = _Claimed(key, owner)
         claimed.renewer = self._renewers.start(
             self._renew(backend, claimed, job), name=f"aioack-renew-{job.context.id}"
@@ -249,7 +252,7 @@ class ResultFlow:
             return
         if action.kind is ActionKind.DEAD_LETTER:
             state, detail = State.DEAD_LETTERED, action.detail
-        elif action is REVOKED:
+        elif action == REVOKED:
             state, detail = State.REVOKED, "revoked before it ran"
         else:
             return
