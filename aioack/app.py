@@ -230,8 +230,7 @@ class App:
             self.revoke_expires if expires is None else expires, "expires"
         )
         ids = check_task_ids([task_ids] if isinstance(task_ids, str) else list(task_ids))
-        if not self._connected:
-            await self.connect()
+        await backend.connect()  # idempotent; a revoke needs no broker connection
         until = time.time() + lasting_s
         await backend.revoke([Revocation(task_id, terminate, until) for task_id in ids])
         logger.info(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from aioack.cli import dlq, inspect, worker
+from aioack.cli import dlq, inspect, revoke, worker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import AppNotFound
 from aioack.errors import BrokerUnavailable, ConfigurationError
@@ -22,7 +22,7 @@ from aioack.observe import logs
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code.value}  {code.name}" for code in ExitCode)
 
 #: Every command, in the order ``--help`` lists them.
-COMMANDS = [worker, inspect, dlq]
+COMMANDS = [worker, inspect, dlq, revoke]
 
 
 def build_parser() -> argparse.ArgumentParser:
