@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from aioack.results.redis import RedisResultBackend
 from aioack.results.revocations import READ_BATCH
 from aioack.results.sqlite import SQLiteResultBackend
 from aioack.worker.revocations import Revocations
+from tests.proxy import TcpProxy
 from tests.results.conftest import BackendFactory
+from tests.support import REDIS_URL, unique, wait_until
 
 
 def _in(seconds: float) -> float:
@@ -106,3 +109,37 @@ async def test_redis_stream_entries_that_are_not_revocations_are_skipped(
     await backend.revoke([Revocation("good", True, _in(60))])
     found, _ = await backend.revocations_after(None, 0)
     assert [r.task_id for r in found] == ["good"]
+
+
+async def test_a_worker_hears_revokes_again_after_the_backend_connection_was_cut(
+    redis_proxy: TcpProxy,
+) -> None:
+    """The watch loop outlives an outage: it retries, then reads what came after."""
+    prefix = unique("aioack-test")
+    direct = RedisResultBackend(REDIS_URL, key_prefix=prefix)
+    through_proxy = RedisResultBackend(redis_proxy.url(), key_prefix=prefix)
+    terminated: list[str] = []
+    revocations = Revocations(through_proxy, terminated.append)
+    try:
+        await revocations.load()
+        watching = asyncio.ensure_future(revocations.watch())
+        await direct.revoke([Revocation("before-cut", True, _in(60))])
+        await wait_until(lambda: "before-cut" in revocations, timeout=10, message="first")
+        redis_proxy.refuse()
+        redis_proxy.cut()
+        await direct.revoke([Revocation("during-cut", True, _in(60))])
+        await asyncio.sleep(0.5)  # the loop fails and backs off meanwhile
+        assert "during-cut" not in revocations
+        redis_proxy.accept()
+        await wait_until(lambda: "during-cut" in revocations, timeout=15, message="after")
+        assert terminated == ["before-cut", "during-cut"]
+        assert not watching.done()
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    finally:
+        keys = [k async for k in direct.client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await direct.client.delete(*keys)
+        await direct.aclose()
+        await through_proxy.aclose()
