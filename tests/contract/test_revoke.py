@@ -7,6 +7,7 @@ what the broker still holds afterwards.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 
@@ -29,7 +30,10 @@ async def _assert_drained(broker: Broker, queue: str) -> None:
 
 
 async def test_a_revoked_queued_task_is_acked_without_running(
-    broker: Broker, results: ResultBackend, new_queue: Callable[[], str]
+    broker: Broker,
+    results: ResultBackend,
+    new_queue: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     queue, app, starts = new_queue(), App(broker=broker, results=results), []
 
@@ -42,8 +46,12 @@ async def test_a_revoked_queued_task_is_acked_without_running(
     revoked = await work.delay(2)
     await revoked.revoke()
     await app.revoke("no-such-task-id")  # unknown: accepted, harmless
-    assert await run_until_idle(app, [queue]) == []  # a worker started after the revoke
+    with caplog.at_level(logging.INFO, logger="aioack.worker"):
+        assert await run_until_idle(app, [queue]) == []  # a worker started after the revoke
     assert starts == [1]
+    settled = [r for r in caplog.records if getattr(r, "reason", None) == "revoked"]
+    assert len(settled) == 1, [r.getMessage() for r in settled]
+    assert f"[{revoked.id}] attempt 1 acked (revoked)" in settled[0].getMessage()
     assert await kept.get(timeout=5) == 1
     assert await revoked.state() is State.REVOKED
     with pytest.raises(TaskRevoked):

@@ -18,9 +18,10 @@ from aioack import App, Reject, Retry, TaskContext
 from aioack.brokers import Broker
 from aioack.message import Message
 from aioack.observe.metrics import UNDECODABLE, UNKNOWN, PrometheusMetrics
+from aioack.results import ResultBackend
 from aioack.testing import run_until_idle
 from tests.observe.scrape import Samples, scrape, total, value
-from tests.support import wait_until
+from tests.support import unique, wait_until
 
 pytestmark = pytest.mark.contract
 
@@ -186,3 +187,37 @@ async def _depths_are(
 
 def _labels(queue: str, state: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"queue": queue, "state": state}.items()))
+
+
+async def test_revoked_expired_and_duplicate_deliveries_show_with_their_reason(
+    broker: Broker, results: ResultBackend, new_queue: Callable[[], str]
+) -> None:
+    queue, metrics = new_queue(), PrometheusMetrics()
+    app = App(broker=broker, results=results, hooks=[metrics])
+
+    @app.task(queue=queue, name="m.once", idempotent=True)
+    async def once() -> int:
+        return 1
+
+    @app.task(queue=queue, name="m.plain")
+    async def plain() -> int:
+        return 1
+
+    twice = unique("dup")
+    await once.apply_async(task_id=twice)
+    await once.apply_async(task_id=twice)  # a duplicate publish: acked unrun
+    await app.revoke((await plain.delay()).id)
+    await plain.apply_async(expires=0.01)
+    await asyncio.sleep(0.05)
+    async with (
+        metrics.serve(0, broker=broker, queues=[queue], interval_s=0.05) as (host, port),
+        httpx.AsyncClient() as client,
+    ):
+        await run_until_idle(app, [queue], concurrency=1)  # one at a time: no busy key
+        s = await scrape(client, f"http://{host}:{port}/metrics")
+    assert _settled(s, queue) == {
+        ("m.once", "ack", ""): 1,
+        ("m.once", "ack", "duplicate"): 1,
+        ("m.plain", "ack", "revoked"): 1,
+        ("m.plain", "dead_letter", "expired"): 1,
+    }
