@@ -33,6 +33,7 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
 )
+from aioack.results.sqlite import unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 2
@@ -99,6 +100,7 @@ class SQLiteResultBackend(ResultBackend):
         self.result_expires_s = self.options.result_expires
         self._io: SQLiteIO | None = None
         self._stores = 0
+        self._reserves = 0
         #: task id -> the events of this process's waiters, set on a final store.
         self._final: dict[str, set[asyncio.Event]] = {}
 
@@ -225,6 +227,25 @@ class SQLiteResultBackend(ResultBackend):
 
     async def release(self, key: str, owner: str) -> None:
         await self._run(functools.partial(_release, key=key, owner=owner))
+
+    # -- unique enqueue (aioack/results/sqlite/unique.py) -----------------------
+
+    async def reserve_unique(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        self._reserves += 1
+        holder: str | None = await self._run(
+            functools.partial(
+                unique.reserve,
+                key=key,
+                task_id=task_id,
+                now=time.time(),
+                ttl_s=ttl_s,
+                sweep=self._reserves % _SWEEP_EVERY == 0,
+            )
+        )
+        return holder
+
+    async def unreserve_unique(self, key: str, task_id: str) -> None:
+        await self._run(functools.partial(unique.unreserve, key=key, task_id=task_id))
 
 
 # -- statements, run on the connection's thread ------------------------------------
