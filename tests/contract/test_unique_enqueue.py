@@ -90,9 +90,10 @@ async def test_fifty_producers_of_one_key_publish_once(
     handles = await asyncio.gather(
         *(app.tasks["tests.unique.report"].apply_async(("acct-1",), unique_for=60) for app in apps)
     )
+    ready = (await broker.stats(queue)).ready
+    assert ready == 1, f"{PRODUCERS} producers of one key left {ready} messages on the broker"
     ids = {handle.id for handle in handles}
     assert len(ids) == 1, f"{PRODUCERS} producers of one key got {len(ids)} different ids"
-    assert (await broker.stats(queue)).ready == 1, "the broker holds more than one message"
     assert await _drained_ids(broker, queue, 1) == [ids.pop()]
 
 
