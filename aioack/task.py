@@ -309,7 +309,7 @@ class Task(Generic[P, R]):
                 "App(results='redis://...') or App(results='sqlite://')"
             )
         backend = self.app.results
-        holder = await backend.reserve_unique(key, message.id, window_s)
+        holder = await _reserve(backend, key, message.id, window_s, self.name)
         if holder is not None:  # published within the window: that run is this call's
             return AsyncResult(holder, self.name, queue, self.app)
         try:
@@ -325,6 +325,26 @@ class Task(Generic[P, R]):
         if self.is_async:
             return await result  # type: ignore[no-any-return]
         return result  # type: ignore[no-any-return]
+
+
+async def _reserve(
+    backend: ResultBackend, key: str, task_id: str, window_s: float, task_name: str
+) -> str | None:
+    """``backend.reserve_unique``, but a call cancelled meanwhile leaves its key free.
+
+    The take goes on after a cancel (a SET already batched, a SQLite write
+    already queued): so it is shielded, waited for, and undone if it took
+    the key. The cancel then goes on; it waits one round trip at most.
+    """
+    # Awaited on every path below; one more cancel meanwhile leaves it to end alone.
+    taking = asyncio.ensure_future(backend.reserve_unique(key, task_id, window_s))
+    try:
+        return await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # failed: it took nothing
+            if await taking is None:
+                await _unreserve_quietly(backend, key, task_id, task_name)
+        raise
 
 
 async def _unreserve_quietly(
