@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import logging
 import time
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from aioack._unique import stored_key, unique_window_s
 from aioack.errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -28,6 +30,8 @@ from aioack.message import Message, new_task_id, summarize
 from aioack.options import TaskOptions, check_queue_name
 from aioack.results.base import Effect, ResultBackend, ResultRecord, State
 from aioack.signature import TaskSignature
+
+logger = logging.getLogger("aioack.task")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -260,16 +264,28 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         task_id: str | None = None,
         idempotency_key: str | None = None,
+        unique_for: float | None = None,
+        unique_key: str | None = None,
     ) -> AsyncResult[R]:
         """Publish a run with options. ``countdown``/``expires`` in seconds from now.
 
         Returns once the broker holds the message.
 
+        ``unique_for`` (seconds, at most 30 days): publish only if no publish
+        of the same key was made in the last ``unique_for`` seconds; else
+        publish nothing and return the handle of the run that holds the key
+        (its id, even when ``task_id`` names another). The key is
+        ``unique_key`` (scoped by task name), or else the task name and the
+        arguments. Needs a result backend. See docs/task-control.md.
+
         Raises:
             InvalidArguments, MessageTooLarge, ValueError (bad option),
+            ConfigurationError (``idempotency_key`` or ``unique_for`` without
+            a result backend),
             QueueFull (the queue is at its max_length: ``App(queue_limits=...)``),
             BrokerUnavailable, PublishFailed.
         """
+        window_s = unique_window_s(unique_for, unique_key)
         now = time.time()
         delay_s = _delay_s(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.to_wire(tuple(args), dict(kwargs or {}))
@@ -288,8 +304,35 @@ class Task(Generic[P, R]):
         target = check_queue_name(queue) if queue is not None else self.options.queue
         if idempotency_key is not None and self.app.results is None:
             raise ConfigurationError("idempotency_key needs a result backend: App(results=...)")
+        if window_s is not None:
+            key = stored_key(self.name, unique_key, wire_args, wire_kwargs)
+            return await self._publish_unique(message, target, delay_s, key, window_s)
         await self.app.publish(message, target, delay_s=delay_s)
         return AsyncResult(message.id, self.name, target, self.app)
+
+    async def _publish_unique(
+        self, message: Message, queue: str, delay_s: float, key: str, window_s: float
+    ) -> AsyncResult[R]:
+        """Reserve ``key``, then publish; a key held already publishes nothing.
+
+        A publish that fails (or is cancelled) frees the key again, so it
+        does not block the window; the publish error is what the caller sees.
+        """
+        if self.app.results is None:
+            raise ConfigurationError(
+                "unique_for needs a result backend to hold its keys: "
+                "App(results='redis://...') or App(results='sqlite://')"
+            )
+        backend = self.app.results
+        holder = await _reserve(backend, key, message.id, window_s, self.name)
+        if holder is not None:  # published within the window: that run is this call's
+            return AsyncResult(holder, self.name, queue, self.app)
+        try:
+            await self.app.publish(message, queue, delay_s=delay_s)
+        except BaseException:
+            await _unreserve_quietly(backend, key, message.id, self.name)
+            raise
+        return AsyncResult(message.id, self.name, queue, self.app)
 
     async def run_inline(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, without a broker (for tests and scripts)."""
@@ -297,6 +340,43 @@ class Task(Generic[P, R]):
         if self.is_async:
             return await result  # type: ignore[no-any-return]
         return result  # type: ignore[no-any-return]
+
+
+async def _reserve(
+    backend: ResultBackend, key: str, task_id: str, window_s: float, task_name: str
+) -> str | None:
+    """``backend.reserve_unique``, but a call cancelled meanwhile leaves its key free.
+
+    The take goes on after a cancel (a SET already batched, a SQLite write
+    already queued): so it is shielded, waited for, and undone if it took
+    the key. The cancel then goes on; it waits one round trip at most.
+    """
+    # Awaited on every path below; one more cancel meanwhile leaves it to end alone.
+    taking = asyncio.ensure_future(backend.reserve_unique(key, task_id, window_s))
+    try:
+        return await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # failed: it took nothing
+            if await taking is None:
+                await _unreserve_quietly(backend, key, task_id, task_name)
+        raise
+
+
+async def _unreserve_quietly(
+    backend: ResultBackend, key: str, task_id: str, task_name: str
+) -> None:
+    """Free a key whose publish failed; a backend error here must not hide that failure."""
+    try:
+        await backend.unreserve_unique(key, task_id)
+    except Exception as exc:
+        # The key (not logged: it may carry the caller's data) frees itself at its window's end.
+        logger.warning(
+            "task %s[%s]: publish failed and its unique key could not be freed (%s); "
+            "it stays held until its window ends",
+            task_name,
+            task_id,
+            type(exc).__name__,
+        )
 
 
 def _delay_s(countdown: float | None, eta: dt.datetime | None, now: float) -> float:

@@ -29,6 +29,10 @@ class _MemoryResultOptions(BaseModel):
     result_expires: float = Field(default=DEFAULT_RESULT_EXPIRES_S, gt=0)
 
 
+#: Unique-enqueue reserves between two sweeps of keys whose window ended.
+_SWEEP_UNIQUE_EVERY = 1000
+
+
 @dataclass(slots=True)
 class _Key:
     owner: str
@@ -54,6 +58,9 @@ class MemoryResultBackend(ResultBackend):
         self._keys: dict[str, _Key] = {}
         self._revocations: list[Revocation] = []
         self._revoked = asyncio.Event()
+        #: unique-enqueue key -> (task id holding it, monotonic end of its window).
+        self._unique: dict[str, tuple[str, float]] = {}
+        self._reserves = 0
 
     @property
     def location(self) -> str:
@@ -147,3 +154,22 @@ class MemoryResultBackend(ResultBackend):
         held = self._keys.get(key)
         if held is not None and not held.done and held.owner == owner:
             del self._keys[key]
+
+    # -- unique enqueue (docs/task-control.md) -----------------------------------
+    # No await inside: each is atomic on the event loop, as a script is on Redis.
+
+    async def reserve_unique(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        now = self._clock()
+        held = self._unique.get(key)
+        if held is not None and now < held[1]:
+            return held[0]
+        self._reserves += 1
+        if self._reserves % _SWEEP_UNIQUE_EVERY == 0:  # windows that ended: forgotten
+            self._unique = {k: v for k, v in self._unique.items() if now < v[1]}
+        self._unique[key] = (task_id, now + ttl_s)
+        return None
+
+    async def unreserve_unique(self, key: str, task_id: str) -> None:
+        held = self._unique.get(key)
+        if held is not None and held[0] == task_id:
+            del self._unique[key]

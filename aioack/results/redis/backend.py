@@ -41,7 +41,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
-from aioack.results.redis import revocations
+from aioack.results.redis import revocations, unique
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
 
@@ -326,6 +326,23 @@ class RedisResultBackend(ResultBackend):
     async def release(self, key: str, owner: str) -> None:
         with _translated():
             await self.scripts.release(keys=[self._idem_key(key)], args=[owner])
+
+    # -- unique enqueue (aioack/results/redis/unique.py) ------------------------
+
+    async def reserve_unique(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        name = unique.unique_key(self.prefix, key)
+        with _translated():
+            reply = await self._batched(
+                lambda pipe: unique.queue_reserve(pipe, name, task_id, ttl_s)
+            )
+        return unique.holder(reply)
+
+    async def unreserve_unique(self, key: str, task_id: str) -> None:
+        with _translated():
+            # EVAL, not a registered script: this runs only after a failed publish.
+            await self.client.eval(
+                unique.UNRESERVE, 1, unique.unique_key(self.prefix, key), task_id
+            )
 
 
 class _Session:

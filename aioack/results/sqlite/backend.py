@@ -35,7 +35,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
-from aioack.results.sqlite import revocations
+from aioack.results.sqlite import revocations, unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 2
@@ -102,6 +102,7 @@ class SQLiteResultBackend(ResultBackend):
         self.result_expires_s = self.options.result_expires
         self._io: SQLiteIO | None = None
         self._stores = 0
+        self._reserves = 0
         #: task id -> the events of this process's waiters, set on a final store.
         self._final: dict[str, set[asyncio.Event]] = {}
         #: Set when this process adds a revocation: its own readers wake at once.
@@ -254,6 +255,25 @@ class SQLiteResultBackend(ResultBackend):
 
     async def release(self, key: str, owner: str) -> None:
         await self._run(functools.partial(_release, key=key, owner=owner))
+
+    # -- unique enqueue (aioack/results/sqlite/unique.py) -----------------------
+
+    async def reserve_unique(self, key: str, task_id: str, ttl_s: float) -> str | None:
+        self._reserves += 1
+        holder: str | None = await self._run(
+            functools.partial(
+                unique.reserve,
+                key=key,
+                task_id=task_id,
+                now=time.time(),
+                ttl_s=ttl_s,
+                sweep=self._reserves % _SWEEP_EVERY == 0,
+            )
+        )
+        return holder
+
+    async def unreserve_unique(self, key: str, task_id: str) -> None:
+        await self._run(functools.partial(unique.unreserve, key=key, task_id=task_id))
 
 
 # -- statements, run on the connection's thread ------------------------------------
