@@ -49,6 +49,8 @@ class MemoryResultBackend(ResultBackend):
         self._records: dict[str, tuple[ResultRecord, float]] = {}
         self._final: dict[str, asyncio.Event] = {}
         self._keys: dict[str, _Key] = {}
+        #: Concurrency slots: key -> owner -> monotonic deadline of its lease.
+        self._slots: dict[str, dict[str, float]] = {}
 
     @property
     def location(self) -> str:
@@ -123,3 +125,30 @@ class MemoryResultBackend(ResultBackend):
         held = self._keys.get(key)
         if held is not None and not held.done and held.owner == owner:
             del self._keys[key]
+
+    # -- concurrency slots ------------------------------------------------------
+
+    async def acquire_slot(self, key: str, limit: int, owner: str, lease_s: float) -> bool:
+        now = self._clock()
+        holders = {o: until for o, until in self._slots.get(key, {}).items() if until > now}
+        if owner not in holders and len(holders) >= limit:
+            self._slots[key] = holders
+            return False
+        holders[owner] = now + lease_s
+        self._slots[key] = holders
+        return True
+
+    async def renew_slot(self, key: str, owner: str, lease_s: float) -> bool:
+        # An entry still here was never swept by an acquire: nobody took its place.
+        holders = self._slots.get(key)
+        if holders is None or owner not in holders:
+            return False
+        holders[owner] = self._clock() + lease_s
+        return True
+
+    async def release_slot(self, key: str, owner: str) -> None:
+        holders = self._slots.get(key)
+        if holders is not None:
+            holders.pop(owner, None)
+            if not holders:
+                del self._slots[key]

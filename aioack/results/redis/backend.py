@@ -38,6 +38,7 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
 )
+from aioack.results.redis.slots import SlotScripts
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
 
@@ -305,6 +306,23 @@ class RedisResultBackend(ResultBackend):
         with _translated():
             await self.scripts.release(keys=[self._idem_key(key)], args=[owner])
 
+    # -- concurrency slots (slots.py) ---------------------------------------------
+
+    def _slots_key(self, key: str) -> str:
+        return f"{self.prefix}:slots:{key}"
+
+    async def acquire_slot(self, key: str, limit: int, owner: str, lease_s: float) -> bool:
+        with _translated():
+            return await self._open().slots.acquire(self._slots_key(key), limit, owner, lease_s)
+
+    async def renew_slot(self, key: str, owner: str, lease_s: float) -> bool:
+        with _translated():
+            return await self._open().slots.renew(self._slots_key(key), owner, lease_s)
+
+    async def release_slot(self, key: str, owner: str) -> None:
+        with _translated():
+            await self._open().slots.release(self._slots_key(key), owner)
+
 
 class _Session:
     """One client and what is bound to it: made together, closed together."""
@@ -313,6 +331,7 @@ class _Session:
         self.client = client
         self.scripts = _Scripts(client)
         self.writes = WriteBatcher(client)
+        self.slots = SlotScripts(client)
 
 
 class _Scripts:

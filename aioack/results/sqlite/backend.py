@@ -33,6 +33,7 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
 )
+from aioack.results.sqlite import slots
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 2
@@ -225,6 +226,25 @@ class SQLiteResultBackend(ResultBackend):
 
     async def release(self, key: str, owner: str) -> None:
         await self._run(functools.partial(_release, key=key, owner=owner))
+
+    # -- concurrency slots (slots.py) --------------------------------------------
+
+    async def acquire_slot(self, key: str, limit: int, owner: str, lease_s: float) -> bool:
+        taken: bool = await self._run(
+            functools.partial(
+                slots.acquire, key=key, limit=limit, owner=owner, now=time.time(), lease_s=lease_s
+            )
+        )
+        return taken
+
+    async def renew_slot(self, key: str, owner: str, lease_s: float) -> bool:
+        renewed: bool = await self._run(
+            functools.partial(slots.renew, key=key, owner=owner, now=time.time(), lease_s=lease_s)
+        )
+        return renewed
+
+    async def release_slot(self, key: str, owner: str) -> None:
+        await self._run(functools.partial(slots.release, key=key, owner=owner))
 
 
 # -- statements, run on the connection's thread ------------------------------------
