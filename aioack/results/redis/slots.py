@@ -5,8 +5,9 @@ run's owner id), scored by its lease deadline in milliseconds of the Redis
 server's clock (``TIME`` inside the script: workers' clocks never matter).
 Acquiring drops the expired members (runs whose worker died) and adds the
 owner if fewer than ``limit`` remain, in one script, so it is atomic across
-every worker. The set expires with its longest lease, so a key nobody uses
-leaves nothing behind.
+every worker. The set expires a minute after its longest lease, so a key
+nobody uses leaves nothing behind; until then a lapsed member nobody swept
+is still its run's to renew, as on the other backends.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[2])
+local keep = lease + 60000
 """
 
 # The key's TTL only grows: a shorter lease must not cut a longer one's member.
 _KEEP = """
-if redis.call('PTTL', KEYS[1]) < lease then
-  redis.call('PEXPIRE', KEYS[1], lease)
+if redis.call('PTTL', KEYS[1]) < keep then
+  redis.call('PEXPIRE', KEYS[1], keep)
 end
 return 1
 """
