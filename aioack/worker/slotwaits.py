@@ -29,7 +29,7 @@ FIRST_GUESS_RUN_S = 0.1
 #: Weight of the newest run in the per-task average of slot hold times.
 _SMOOTHING = 0.2
 #: How far apart turns may be spread, in runs, and how fast they widen and narrow.
-_MAX_SPREAD, _WIDEN, _NARROW = 8.0, 1.5, 0.9
+_MAX_SPREAD, _WIDEN, _NARROW = 4.0, 1.25, 0.9
 #: Waiter ids and keys remembered at most (oldest forgotten first).
 _REMEMBERED = 10_000
 

@@ -14,6 +14,8 @@
   block WATCHes it, reads its mark, and commits its queued writes with the
   mark in one MULTI/EXEC: a mark set by another run in between makes EXEC
   fail, so two runs can never both commit one effect.
+- Concurrency slots are a sorted set per key, ``{prefix}:slots:{key}``
+  (``slots.py``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
   results are). Claim, renew, complete and release each run as one
   transaction on the connection's thread (``aioack._sqlite``), so they are
   atomic across every process using the file.
+- ``key_slots``: one row per run holding a concurrency slot (``slots.py``).
 - Waiting for a result reads the record again each ``poll_interval``
   (SQLite cannot notify another process); a wait on a task of this process
   wakes at once.
