@@ -138,10 +138,10 @@ def test_a_waiter_back_too_early_spreads_the_turns_and_one_admitted_narrows_them
     waits.ran("t", 1.0)
     assert waits.delay_s("t", "k", 1, "m1") == 1.0
     clock.now += 1.0
-    assert waits.delay_s("t", "k", 1, "m1") == 1.5  # still full when it came back
+    assert waits.delay_s("t", "k", 1, "m1") == 1.25  # still full when it came back
     clock.now += 10.0
     waits.admitted("k", "m1")
-    assert waits.delay_s("t", "k", 1, "m2") == pytest.approx(1.35)
+    assert waits.delay_s("t", "k", 1, "m2") == pytest.approx(1.125)
 
 
 def test_waits_are_bounded() -> None:
