@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -56,6 +57,12 @@ class TaskOptions(BaseModel):
     #: Celery's default is False; ours is True so ``state()`` tells a queued
     #: run from a running one. Turn it off for short, high-rate tasks.
     track_started: bool = True
+    #: At most this many runs at once per concurrency key, across all workers
+    #: (docs/task-control.md). Without ``concurrency_key``: per task name.
+    limit_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    #: What a run's key is: the name of one of the task's parameters (its
+    #: value is the key), or a callable given the run's arguments by name.
+    concurrency_key: str | Callable[[dict[str, Any]], str | int] | None = None
 
     @field_validator("queue")
     @classmethod
@@ -81,6 +88,11 @@ class TaskOptions(BaseModel):
             raise ValueError(
                 "reject_on_worker_lost=False with acks_on_failure_or_timeout=False would "
                 "dead-letter every requeued failure as worker_lost; keep one of them True"
+            )
+        if self.concurrency_key is not None and self.limit_concurrency is None:
+            raise ValueError(
+                "concurrency_key without limit_concurrency limits nothing; add "
+                "limit_concurrency=N (at most N runs at once per key)"
             )
         return self
 

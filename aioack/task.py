@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import inspect
 import logging
 import time
 import typing
@@ -232,6 +233,7 @@ class Task(Generic[P, R]):
         self.name = options.name
         self.signature = TaskSignature(fn, TaskContext)
         self.is_async = asyncio.iscoroutinefunction(fn)
+        _check_concurrency_key(options, self.signature)
 
     @functools.cached_property
     def result_adapter(self) -> TypeAdapter[Any]:
@@ -376,6 +378,23 @@ async def _unreserve_quietly(
             task_name,
             task_id,
             type(exc).__name__,
+        )
+
+
+def _check_concurrency_key(options: TaskOptions, signature: TaskSignature) -> None:
+    """A concurrency_key naming no parameter fails here, at decoration time, not per run."""
+    key = options.concurrency_key
+    if not isinstance(key, str):
+        return
+    named = [
+        p.name
+        for p in signature.public.parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if key not in named:
+        raise ConfigurationError(
+            f"task {options.name!r}: concurrency_key={key!r} names no parameter of the task; "
+            f"its parameters are: {', '.join(named) or '(none)'}; or pass a callable"
         )
 
 

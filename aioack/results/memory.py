@@ -61,6 +61,8 @@ class MemoryResultBackend(ResultBackend):
         #: unique-enqueue key -> (task id holding it, monotonic end of its window).
         self._unique: dict[str, tuple[str, float]] = {}
         self._reserves = 0
+        #: Concurrency slots: key -> owner -> monotonic deadline of its lease.
+        self._slots: dict[str, dict[str, float]] = {}
 
     @property
     def location(self) -> str:
@@ -173,3 +175,30 @@ class MemoryResultBackend(ResultBackend):
         held = self._unique.get(key)
         if held is not None and held[0] == task_id:
             del self._unique[key]
+
+    # -- concurrency slots ------------------------------------------------------
+
+    async def acquire_slot(self, key: str, limit: int, owner: str, lease_s: float) -> bool:
+        now = self._clock()
+        holders = {o: until for o, until in self._slots.get(key, {}).items() if until > now}
+        if owner not in holders and len(holders) >= limit:
+            self._slots[key] = holders
+            return False
+        holders[owner] = now + lease_s
+        self._slots[key] = holders
+        return True
+
+    async def renew_slot(self, key: str, owner: str, lease_s: float) -> bool:
+        # An entry still here was never swept by an acquire: nobody took its place.
+        holders = self._slots.get(key)
+        if holders is None or owner not in holders:
+            return False
+        holders[owner] = self._clock() + lease_s
+        return True
+
+    async def release_slot(self, key: str, owner: str) -> None:
+        holders = self._slots.get(key)
+        if holders is not None:
+            holders.pop(owner, None)
+            if not holders:
+                del self._slots[key]

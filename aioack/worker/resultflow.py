@@ -2,7 +2,8 @@
 
 The Worker asks it three things per delivery, in order:
 
-1. ``before_run``: may this run start? For an effect-once run it claims the
+1. ``before_run``: may this run start? A task with ``limit_concurrency``
+   takes a slot of its key first (``concurrency.py``). For an effect-once run it claims the
    idempotency key first; a key some run already completed is acked without
    running (its result copied to this task id); a key a live run holds sends
    the delivery back with a delay (a worker slot is never blocked on it).
@@ -26,6 +27,7 @@ from aioack._scope import TaskScope
 from aioack.decide import REQUEUE, REVOKED, Action, ActionKind, Outcome, OutcomeKind
 from aioack.errors import BrokerError, ConfigurationError
 from aioack.results.base import ClaimStatus, ResultBackend, ResultRecord, State
+from aioack.worker.concurrency import ConcurrencyGate
 from aioack.worker.runner import Job, RunResult, failed
 
 if TYPE_CHECKING:
@@ -62,6 +64,9 @@ class ResultFlow:
         #: Numbers the claims of this worker: an owner names one delivery.
         self._claim_numbers = itertools.count(1)
         self._claims: dict[int, _Claimed] = {}
+        self.slots = ConcurrencyGate(
+            backend, lease_s=lease_s, worker_id=worker_id, busy_delay_s=self.busy_delay_s
+        )
 
     def check(self, tasks: list[Task[Any, Any]]) -> None:
         """Raises ConfigurationError when an idempotent task has no ledger to use."""
@@ -71,6 +76,7 @@ class ResultFlow:
                 f"idempotent tasks {', '.join(idempotent)} need a result backend "
                 "(App(results='redis://...')): the effect-once ledger lives there"
             )
+        self.slots.check(tasks)
 
     @property
     def busy_delay_s(self) -> float:
@@ -83,10 +89,15 @@ class ResultFlow:
         backend = self.backend
         if backend is None:
             return None
+        gate = await self.slots.acquire(job)
+        if gate is not None:
+            await self.refused(job.held, gate)  # a key that could not be computed
+            return gate
         key = job.context.idempotency_key
         if key is not None:
             gate = await self._claim(backend, job, key)
             if gate is not None:
+                await self.slots.release(job, ran=False)
                 return gate
         if job.task.options.track_started:
             with contextlib.suppress(BrokerError):  # STARTED is informational only
@@ -122,9 +133,9 @@ class ResultFlow:
         return None
 
     def claim_lost(self, job: Job) -> bool:
-        """Whether the run was cancelled because another run took its key."""
+        """Whether the run was cancelled because another run took its key (or its slot)."""
         claimed = self._claims.get(id(job.held))
-        return claimed is not None and claimed.lost
+        return (claimed is not None and claimed.lost) or self.slots.lost(job)
 
     async def _copy_result(
         self, backend: ResultBackend, completed_by: str | None, job: Job
@@ -189,6 +200,7 @@ class ResultFlow:
 
     async def after_run(self, job: Job, result: RunResult, action: Action) -> Action:
         """Store the run's record, then say how to settle (REQUEUE if the store failed)."""
+        await self.slots.release(job, ran=True)  # the run is over: the next may start
         backend, claimed = self.backend, self._claims.pop(id(job.held), None)
         if claimed is not None:
             await self._stop_renewing(claimed)
@@ -223,12 +235,13 @@ class ResultFlow:
         return REQUEUE
 
     def holds(self, job: Job) -> bool:
-        """Whether the run still holds a claim (its settle did not happen)."""
-        return id(job.held) in self._claims
+        """Whether the run still holds a claim or a slot (its settle did not happen)."""
+        return id(job.held) in self._claims or self.slots.holds(job)
 
     async def end(self, job: Job) -> None:
         """The run is over, however it ended: its renewer stops, an unfinished claim is
         released (a bug or a cancel between claim and settle must not hold the key)."""
+        await self.slots.release(job, ran=False)
         claimed = self._claims.pop(id(job.held), None)
         if claimed is None:
             return
@@ -239,6 +252,7 @@ class ResultFlow:
     async def aclose(self) -> None:
         """The worker stops: no renewer outlives it."""
         await self._renewers.cancel()
+        await self.slots.aclose()
 
     async def _stop_renewing(self, claimed: _Claimed) -> None:
         if claimed.renewer is not None:

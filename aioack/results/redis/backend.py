@@ -16,6 +16,8 @@
   fail, so two runs can never both commit one effect.
 - Revocations are a stream, ``{prefix}:revocations``, that workers tail
   (``revocations.py``).
+- Concurrency slots are a sorted set per key, ``{prefix}:slots:{key}``
+  (``slots.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from aioack.results.base import (
     Revocation,
 )
 from aioack.results.redis import revocations, unique
+from aioack.results.redis.slots import SlotScripts
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
 
@@ -344,6 +347,23 @@ class RedisResultBackend(ResultBackend):
                 unique.UNRESERVE, 1, unique.unique_key(self.prefix, key), task_id
             )
 
+    # -- concurrency slots (slots.py) ---------------------------------------------
+
+    def _slots_key(self, key: str) -> str:
+        return f"{self.prefix}:slots:{key}"
+
+    async def acquire_slot(self, key: str, limit: int, owner: str, lease_s: float) -> bool:
+        with _translated():
+            return await self._open().slots.acquire(self._slots_key(key), limit, owner, lease_s)
+
+    async def renew_slot(self, key: str, owner: str, lease_s: float) -> bool:
+        with _translated():
+            return await self._open().slots.renew(self._slots_key(key), owner, lease_s)
+
+    async def release_slot(self, key: str, owner: str) -> None:
+        with _translated():
+            await self._open().slots.release(self._slots_key(key), owner)
+
 
 class _Session:
     """One client and what is bound to it: made together, closed together."""
@@ -352,6 +372,7 @@ class _Session:
         self.client = client
         self.scripts = _Scripts(client)
         self.writes = WriteBatcher(client)
+        self.slots = SlotScripts(client)
 
 
 class _Scripts:

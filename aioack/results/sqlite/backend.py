@@ -6,6 +6,7 @@
   results are). Claim, renew, complete and release each run as one
   transaction on the connection's thread (``aioack._sqlite``), so they are
   atomic across every process using the file.
+- ``key_slots``: one row per run holding a concurrency slot (``slots.py``).
 - Waiting for a result reads the record again each ``poll_interval``
   (SQLite cannot notify another process); a wait on a task of this process
   wakes at once.
@@ -35,7 +36,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
-from aioack.results.sqlite import revocations, unique
+from aioack.results.sqlite import revocations, slots, unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 2
@@ -274,6 +275,25 @@ class SQLiteResultBackend(ResultBackend):
 
     async def unreserve_unique(self, key: str, task_id: str) -> None:
         await self._run(functools.partial(unique.unreserve, key=key, task_id=task_id))
+
+    # -- concurrency slots (slots.py) --------------------------------------------
+
+    async def acquire_slot(self, key: str, limit: int, owner: str, lease_s: float) -> bool:
+        taken: bool = await self._run(
+            functools.partial(
+                slots.acquire, key=key, limit=limit, owner=owner, now=time.time(), lease_s=lease_s
+            )
+        )
+        return taken
+
+    async def renew_slot(self, key: str, owner: str, lease_s: float) -> bool:
+        renewed: bool = await self._run(
+            functools.partial(slots.renew, key=key, owner=owner, now=time.time(), lease_s=lease_s)
+        )
+        return renewed
+
+    async def release_slot(self, key: str, owner: str) -> None:
+        await self._run(functools.partial(slots.release, key=key, owner=owner))
 
 
 # -- statements, run on the connection's thread ------------------------------------
