@@ -507,8 +507,10 @@ async def _dry_run(
 def _confirm(prompt: str) -> bool:
     """Ask on stdin. Called with no event loop running: Ctrl-C (KeyboardInterrupt)
     and end of input are a no, at once."""
-    print(prompt, end="", file=sys.stderr, flush=True)
     try:
+        # Inside the try: a Ctrl-C right after the prompt was written can land
+        # before print() returns (the signal is handled between bytecodes).
+        print(prompt, end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline() if sys.stdin is not None else ""
     except KeyboardInterrupt:
         print(file=sys.stderr)  # the next line starts on its own line
