@@ -31,6 +31,9 @@ class OutcomeKind(enum.Enum):
     INTERRUPTED = "interrupted"
     #: ``app.revoke(id, terminate=True)`` cancelled the run: never retried.
     REVOKED = "revoked"
+    #: Per-key concurrency: the run's slot lapsed and another run took it;
+    #: cancelled. Not the task's fault, and a different message holds the slot.
+    SLOT_LOST = "slot_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,10 @@ def decide(
         return NOTHING if settled else ACK
     if kind is OutcomeKind.REVOKED:
         return NOTHING if settled else REVOKED
+    if kind is OutcomeKind.SLOT_LOST:
+        # The same message later, on a copy when acked early: the run must not
+        # be lost with it (the slot's new holder is another message).
+        return Action(ActionKind.DEFER, delay_s=outcome.countdown or 0.0, reason="slot_lost")
     if kind is OutcomeKind.INTERRUPTED:
         # An outage is not a failure of the task: run the same attempt later
         # (on a copy when acked early). Effect marks keep the rerun's effects once.

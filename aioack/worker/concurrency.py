@@ -149,6 +149,24 @@ class ConcurrencyGate:
         slot = self._slots.pop(id(job.held), None)
         if slot is None:
             return
+        thread = job.thread
+        if thread is not None and not thread.done():
+            # A plain def abandoned by a cancel (time limit, revoke) runs on in
+            # its thread: the slot stays taken, and renewed, until it returns.
+            self._renewers.start(
+                self._give_back_after(thread, job, slot, ran=ran),
+                name=f"aioack-slot-wait-{job.context.id}",
+            )
+            return
+        await self._give_back(job, slot, ran=ran)
+
+    async def _give_back_after(
+        self, thread: asyncio.Future[Any], job: Job, slot: _Slot, *, ran: bool
+    ) -> None:
+        await asyncio.wait({thread})
+        await self._give_back(job, slot, ran=ran)
+
+    async def _give_back(self, job: Job, slot: _Slot, *, ran: bool) -> None:
         if slot.renewer is not None:
             await self._renewers.cancel([slot.renewer])
         if ran:
@@ -164,18 +182,25 @@ class ConcurrencyGate:
     async def _renew(self, backend: ResultBackend, slot: _Slot, job: Job) -> None:
         # A third of the lease: two renewals may fail before the slot lapses.
         label = job.held.label
+        renewed_at = self._clock()
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
                 renewed = await backend.renew_slot(slot.key, slot.owner, self.lease_s)
             except BrokerError as exc:
                 logger.warning("task %s could not renew its slot of %r: %s", label, slot.key, exc)
-                continue
+                # Unrenewed for a whole lease, the slot has lapsed: another worker
+                # may hold it now, so this run stops without waiting to hear so.
+                renewed = self._clock() - renewed_at < self.lease_s
+                if renewed:
+                    continue
+            else:
+                renewed_at = self._clock()
             if not renewed:
                 # Its lease lapsed and another run took the slot: the key may be
                 # at its limit without this run, so this run stops (and is requeued).
                 logger.warning(
-                    "task %s lost its slot of key %r (lease lapsed); cancelling it",
+                    "task %s lost its slot of key %r (lease lapsed); cancelling it, to run later",
                     label,
                     slot.key,
                 )

@@ -133,9 +133,9 @@ class ResultFlow:
         return None
 
     def claim_lost(self, job: Job) -> bool:
-        """Whether the run was cancelled because another run took its key (or its slot)."""
+        """Whether the run was cancelled because another run took its key."""
         claimed = self._claims.get(id(job.held))
-        return (claimed is not None and claimed.lost) or self.slots.lost(job)
+        return claimed is not None and claimed.lost
 
     async def _copy_result(
         self, backend: ResultBackend, completed_by: str | None, job: Job
@@ -258,6 +258,14 @@ class ResultFlow:
         if claimed.renewer is not None:
             await self._renewers.cancel([claimed.renewer])
 
+    async def _finished(self, task_id: str) -> bool:
+        assert self.backend is not None
+        try:
+            record = await self.backend.fetch(task_id)
+        except BrokerError:
+            return False  # unknown: the REVOKED store below is best effort too
+        return record is not None and record.state.is_final
+
     async def refused(self, held: Held, action: Action) -> None:
         """Best effort: a delivery dead-lettered or revoked before it ran still tells
         its callers."""
@@ -267,6 +275,8 @@ class ResultFlow:
         if action.kind is ActionKind.DEAD_LETTER:
             state, detail = State.DEAD_LETTERED, action.detail
         elif action == REVOKED:
+            if await self._finished(message.id):  # ran before (crash between store and ack)
+                return
             state, detail = State.REVOKED, "revoked before it ran"
         else:
             return
@@ -305,7 +315,12 @@ def _final_record(job: Job, result: RunResult, action: Action) -> ResultRecord |
     outcome = result.outcome
     if outcome.kind is OutcomeKind.SUCCEEDED:
         return _record(job, State.SUCCESS, result=result.value)
-    if outcome.kind in (OutcomeKind.LOST, OutcomeKind.SHUTDOWN, OutcomeKind.CLAIM_LOST):
+    if outcome.kind in (
+        OutcomeKind.LOST,
+        OutcomeKind.SHUTDOWN,
+        OutcomeKind.CLAIM_LOST,
+        OutcomeKind.SLOT_LOST,
+    ):
         return None
     if outcome.kind is OutcomeKind.REVOKED:
         return _record(

@@ -42,6 +42,9 @@ class Job:
     kwargs: dict[str, Any]
     context: TaskContext
     message: Message
+    #: A plain def's call in its worker thread: it runs on after a cancel
+    #: (a thread cannot be stopped), and what it holds must wait for it.
+    thread: asyncio.Future[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +141,18 @@ async def _call(job: Job) -> Any:
     if job.task.is_async:
         return await job.task.fn(*job.args, **job.kwargs)
     # A plain def runs in a worker thread so it never blocks the loop. A
-    # thread cannot be cancelled: on time_limit the run is abandoned, not stopped.
+    # thread cannot be cancelled: on time_limit (or a revoke) the run is
+    # abandoned, not stopped; ``job.thread`` tells when it really ends.
     call = functools.partial(job.task.fn, *job.args, **job.kwargs)
-    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    thread = job.thread = asyncio.ensure_future(anyio.to_thread.run_sync(call))
+    thread.add_done_callback(_retrieved)
+    return await asyncio.shield(thread)
+
+
+def _retrieved(thread: asyncio.Future[Any]) -> None:
+    """An abandoned thread's error is nobody's to raise: never logged as unretrieved."""
+    if not thread.cancelled():
+        thread.exception()
 
 
 def failed(exc: Exception) -> RunResult:

@@ -420,15 +420,10 @@ class Worker:
         try:
             held, acks = job.held, self._acks
             assert acks is not None
-            if held.lost:  # lost while waiting for a slot: another worker has it now
-                await acks.settle(held, NOTHING)
-                return
-            if job.message.is_expired(time.time()):  # expired while waiting for a slot
-                await acks.settle(held, dead_letter("expired", "expired while waiting for a slot"))
-                return
-            if job.context.id in self._revocations:  # revoked while waiting for a slot
-                await self._results.refused(held, REVOKED)
-                await acks.settle(held, NOTHING if held.settled else REVOKED)
+            refusal = self._refusal_at_slot(job)
+            if refusal is not None:  # lost, expired or revoked while waiting for a slot
+                await self._results.refused(held, refusal)
+                await acks.settle(held, refusal)
                 return
             winding_down = self._winding_down.get(job.context.id)
             if winding_down is not None:
@@ -456,6 +451,11 @@ class Worker:
                 # Early ack when the run starts, not on receipt: a prefetched,
                 # unstarted message must still be handed back on shutdown.
                 await acks.ack_early(held)
+            if job.context.id in self._revocations:  # revoked while it was starting
+                await self._results.end(job)  # its slot and claim go back first
+                await self._results.refused(held, REVOKED)
+                await acks.settle(held, NOTHING if held.settled else REVOKED)
+                return
             if held.lost:  # lost during the claim or the early ack: never start it
                 result = RunResult(Outcome(OutcomeKind.LOST))
             else:
@@ -471,6 +471,16 @@ class Worker:
             # settled run holds none).
             if self._results.holds(job):
                 await self._results.end(job)
+
+    def _refusal_at_slot(self, job: Job) -> Action | None:
+        """Why a run that got its worker slot must not start, or None."""
+        if job.held.lost:  # another worker has it now
+            return NOTHING
+        if job.message.is_expired(time.time()):
+            return dead_letter("expired", "expired while waiting for a slot")
+        if job.context.id in self._revocations:
+            return REVOKED
+        return None
 
     async def _execute(self, job: Job) -> RunResult:
         """Run the task function; a cancel while it runs becomes an Outcome."""
@@ -556,6 +566,8 @@ class Worker:
             return OutcomeKind.LOST
         if self._results.claim_lost(job):
             return OutcomeKind.CLAIM_LOST
+        if self._results.slots.lost(job):
+            return OutcomeKind.SLOT_LOST
         if job.context.id in self._terminated:
             self._terminated.discard(job.context.id)
             return OutcomeKind.REVOKED

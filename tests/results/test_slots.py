@@ -4,8 +4,10 @@ freed by their lease when the run that held them stopped renewing (a killed work
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from aioack.results import ResultBackend
+from aioack.results.sqlite import SQLiteResultBackend
 from tests.results.conftest import BackendFactory
 from tests.support import wait_until
 
@@ -94,3 +96,16 @@ async def test_two_clients_of_one_store_share_the_slots(
     finally:
         if second is not first and results_kind == "redis":
             await second.aclose()
+
+
+async def test_sqlite_an_unrelated_keys_acquire_leaves_a_lapsed_untaken_slot_renewable(
+    tmp_path: Path,
+) -> None:
+    backend = SQLiteResultBackend(f"sqlite:///{tmp_path}/slots.db")
+    try:
+        assert await backend.acquire_slot("k", 1, "a", 0.1)
+        await asyncio.sleep(0.25)  # a's renewals were late (a stalled loop, a locked file)
+        assert await backend.acquire_slot("other-key", 1, "c", 30)
+        assert await backend.renew_slot("k", "a", 30)  # nobody took k's slot: still a's
+    finally:
+        await backend.aclose()

@@ -32,6 +32,7 @@ SHUTDOWN = Outcome(OutcomeKind.SHUTDOWN)
 CLAIM_LOST = Outcome(OutcomeKind.CLAIM_LOST)
 INTERRUPTED = Outcome(OutcomeKind.INTERRUPTED, error=ConnectionError("cut"), countdown=0.5)
 REVOKED = Outcome(OutcomeKind.REVOKED)
+SLOT_LOST = Outcome(OutcomeKind.SLOT_LOST)
 
 # (row, options, outcome, attempt, settled, expected action, dead-letter reason)
 # fmt: off
@@ -63,6 +64,8 @@ DECIDE_TABLE = [
     ("revoked with terminate=True mid-run", LATE, REVOKED, 1, False, ActionKind.ACK, "revoked"),
     ("revoked mid-run, early ack", EARLY, REVOKED, 2, True, ActionKind.NOTHING, ""),
     ("revoked mid-run, retries left: not retried", AUTORETRY, REVOKED, 1, False, ActionKind.ACK, "revoked"),
+    ("concurrency slot taken mid-run", LATE, SLOT_LOST, 1, False, ActionKind.DEFER, "slot_lost"),
+    ("slot taken, early ack: a copy later", EARLY, SLOT_LOST, 1, True, ActionKind.DEFER, "slot_lost"),
 ]
 # fmt: on
 

@@ -3,20 +3,26 @@
 One row per run holding a slot: (key, owner, ``until``, the lease deadline
 in Unix time). Each function is one transaction on the connection's thread
 (``aioack._sqlite``), so acquiring is atomic across every process using the
-file. Expired rows (runs whose worker died) are deleted by the next acquire.
+file. A key's expired rows (runs whose worker died) are deleted by the next
+acquire of that key, and by any acquire an hour after they expired.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+#: Seconds past its lease after which any acquire deletes a row of another key.
+STALE_AFTER_S = 3_600.0
+
 
 def acquire(
     conn: sqlite3.Connection, *, key: str, limit: int, owner: str, now: float, lease_s: float
 ) -> bool:
-    # Every expired row, not only this key's: a dead run's row for a key nobody
-    # uses again would stay for ever. The table holds the live slots only.
-    conn.execute("DELETE FROM key_slots WHERE until <= ?", (now,))
+    # This key's lapsed rows are free to take. Other keys' are left to their
+    # runs (a lapsed slot nobody took is still its run's to renew) until long
+    # past their lease: then a dead run's row for a key nobody uses again goes.
+    conn.execute("DELETE FROM key_slots WHERE key = ? AND until <= ?", (key, now))
+    conn.execute("DELETE FROM key_slots WHERE until <= ?", (now - STALE_AFTER_S,))
     (others,) = conn.execute(
         "SELECT COUNT(*) FROM key_slots WHERE key = ? AND owner != ?", (key, owner)
     ).fetchone()
