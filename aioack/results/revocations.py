@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable
 
 from aioack.results.base import Revocation
@@ -23,7 +24,14 @@ _MAX_ID = 200
 
 
 def decode(task_id: object, terminate: object, expires_at: object) -> Revocation | None:
-    """A revocation from stored fields, or None (logged) when they are not one."""
+    """A revocation from stored fields, or None (logged) when they are not one.
+
+    An expiry further off than MAX_REVOKE_EXPIRES_S is brought back to it: no
+    entry written by someone else may outlive what ``revoke()`` allows.
+    """
+    if task_id is None or terminate is None or expires_at is None:
+        logger.warning("a stored revocation lacks a field (ignored)")
+        return None
     try:
         text_id = task_id.decode() if isinstance(task_id, bytes) else str(task_id)
         flag = terminate.decode() if isinstance(terminate, bytes) else str(terminate)
@@ -38,7 +46,7 @@ def decode(task_id: object, terminate: object, expires_at: object) -> Revocation
     ):
         logger.warning("a stored revocation is not one (ignored): %r", (task_id, terminate))
         return None
-    return Revocation(text_id, flag == "1", until)
+    return Revocation(text_id, flag == "1", min(until, time.time() + MAX_REVOKE_EXPIRES_S))
 
 
 def live(revocations: Iterable[Revocation], now: float) -> list[Revocation]:

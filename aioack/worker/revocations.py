@@ -94,16 +94,18 @@ class Revocations:
                 self._on_terminate(task_id)
         if found:
             logger.info("%d task(s) revoked", len(found), extra={"event": "revoked"})
-        if len(self._until) > MAX_KEPT:
+        if len(self._until) > MAX_KEPT + MAX_KEPT // 10:  # 10% slack: not a sort per batch
             self._forget_oldest()
 
     def _forget_oldest(self) -> None:
         now = time.time()
-        live = sorted(((until, i) for i, until in self._until.items() if until > now), reverse=True)
+        live = {task_id: until for task_id, until in self._until.items() if until > now}
         if len(live) > MAX_KEPT:
             logger.warning(
                 "over %d live revocations: forgetting the %d expiring soonest",
                 MAX_KEPT,
                 len(live) - MAX_KEPT,
             )
-        self._until = {task_id: until for until, task_id in live[:MAX_KEPT]}
+            kept = sorted(live.items(), key=lambda item: item[1])[-MAX_KEPT:]
+            live = dict(kept)
+        self._until = live

@@ -12,7 +12,7 @@ import pytest
 from aioack.results import ResultBackend
 from aioack.results.base import Revocation
 from aioack.results.redis import RedisResultBackend
-from aioack.results.revocations import READ_BATCH
+from aioack.results.revocations import MAX_REVOKE_EXPIRES_S, READ_BATCH
 from aioack.results.sqlite import SQLiteResultBackend
 from aioack.worker.revocations import Revocations
 from tests.proxy import TcpProxy
@@ -143,3 +143,28 @@ async def test_a_worker_hears_revokes_again_after_the_backend_connection_was_cut
             await direct.client.delete(*keys)
         await direct.aclose()
         await through_proxy.aclose()
+
+
+@pytest.mark.parametrize("results_kind", ["redis"])
+async def test_redis_a_stored_expiry_past_the_maximum_is_brought_back_to_it(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend()
+    assert isinstance(backend, RedisResultBackend)
+    fields = {"task_id": "forever", "terminate": "0", "expires_at": "1e18"}
+    await backend.client.xadd(f"{backend.prefix}:revocations", fields)  # type: ignore[arg-type]
+    found, _ = await backend.revocations_after(None, 0)
+    assert [r.task_id for r in found] == ["forever"]
+    assert found[0].expires_at <= time.time() + MAX_REVOKE_EXPIRES_S
+
+
+def test_the_worker_keeps_the_latest_expiring_when_over_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("aioack.worker.revocations.MAX_KEPT", 10)
+    revocations = Revocations(None, lambda _: None)
+    now = time.time()
+    revocations._apply([Revocation(f"old{i}", False, now - 1) for i in range(5)])
+    revocations._apply([Revocation(f"t{i}", False, now + 100 + i) for i in range(12)])
+    assert not any(f"old{i}" in revocations for i in range(5))  # expired: dropped first
+    assert [f"t{i}" in revocations for i in range(12)] == [False] * 2 + [True] * 10
