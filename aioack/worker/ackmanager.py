@@ -489,12 +489,32 @@ def _describe(action: Action, held: Held) -> str:
         # The detail can quote the wire (a malformed header, a bad field name):
         # escaped, so the settle line stays one line whatever a publisher sent.
         detail = action.detail.encode("unicode_escape").decode("ascii")
-        return f"dead-lettered: {action.reason}" + (f" ({detail})" if detail else "")
+        return (
+            f"dead-lettered: {action.reason}"
+            + (f" ({detail})" if detail else "")
+            + f"; {_kept_where(held)}"
+        )
     if kind is ActionKind.REQUEUE:
         return "requeued"
     if kind is ActionKind.RELEASE:
         return "handed back"
     return "done (settled earlier)"
+
+
+def _kept_where(held: Held) -> str:
+    """Where a dead letter is, and the command that finds it again (its id is the
+    broker's, known only once stored: list it by queue and task)."""
+    queue, message = held.delivery.queue, held.message
+    task = f" --task {message.task}" if message is not None and _is_plain(message.task) else ""
+    return (
+        f"kept in the dead letters of queue {queue}: "
+        f"python -m aioack dlq list [MODULE:APP] -Q {queue}{task}"
+    )
+
+
+def _is_plain(name: str) -> bool:
+    """A task name safe to print in a command line (a forged one may hold anything)."""
+    return name.isprintable() and not any(c.isspace() or c in "'\"$`;|&<>" for c in name)
 
 
 def _require(value: bytes | None, message: str) -> bytes:
