@@ -424,13 +424,15 @@ class AckManager:
             fields["error"] = f"{type(error).__name__}: {error}"
         if result is not NO_RESULT:
             fields["result"] = result
+        kept = f"; {_kept_where(held)}" if action.kind is ActionKind.DEAD_LETTER else ""
         logger.log(
             level,
-            "task %s attempt %s %s after %s",
+            "task %s attempt %s %s after %s%s",
             held.label,
             held.attempt,
             what,
             elapsed,
+            kept,
             extra=fields,
         )
 
@@ -489,11 +491,7 @@ def _describe(action: Action, held: Held) -> str:
         # The detail can quote the wire (a malformed header, a bad field name):
         # escaped, so the settle line stays one line whatever a publisher sent.
         detail = action.detail.encode("unicode_escape").decode("ascii")
-        return (
-            f"dead-lettered: {action.reason}"
-            + (f" ({detail})" if detail else "")
-            + f"; {_kept_where(held)}"
-        )
+        return f"dead-lettered: {action.reason}" + (f" ({detail})" if detail else "")
     if kind is ActionKind.REQUEUE:
         return "requeued"
     if kind is ActionKind.RELEASE:
