@@ -26,6 +26,7 @@ from aioack.results.revocations import (
 from aioack.task import AsyncResult, Task, TaskContext
 from aioack.urls import explain
 from aioack.worker import Redactor, Worker, WorkerSettings
+from aioack.worker.settings import default_prefetch
 
 logger = logging.getLogger("aioack.app")
 
@@ -369,7 +370,7 @@ class App:
             settings = WorkerSettings(
                 queues=list(queues) if queues else (self.queues() or ["default"]),
                 concurrency=concurrency,
-                prefetch=prefetch if prefetch is not None else 2 * concurrency,
+                prefetch=prefetch if prefetch is not None else default_prefetch(concurrency),
                 shutdown_timeout=shutdown_timeout,
                 cancel_on_lost_delivery=cancel_on_lost_delivery,
                 max_message_bytes=self.max_message_bytes,

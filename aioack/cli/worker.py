@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aioack.app import ENV_BROKER_URL, ENV_RESULTS_URL, App
@@ -16,6 +18,7 @@ from aioack.cli.loading import load_app, load_hook, load_redactor
 from aioack.errors import ConfigurationError
 from aioack.observe.health import HealthProbe
 from aioack.worker import CLOSE_ALLOWANCE_S
+from aioack.worker.settings import MAX_CONCURRENCY, MAX_PREFETCH
 
 if TYPE_CHECKING:  # imported when --metrics-port asks: prometheus-client is an extra
     from aioack.observe.metrics import PrometheusMetrics
@@ -41,14 +44,27 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
     worker.add_argument(
         "-Q", "--queues", help="comma-separated queues (default: the tasks' queues)"
     )
-    worker.add_argument("-c", "--concurrency", type=int, default=10, help="tasks run at once (10)")
-    worker.add_argument("--prefetch", type=int, help="deliveries held at once (2 x concurrency)")
+    worker.add_argument(
+        "-c",
+        "--concurrency",
+        type=whole_number(1, MAX_CONCURRENCY),
+        default=10,
+        metavar="N",
+        help="tasks run at once (10)",
+    )
+    worker.add_argument(
+        "--prefetch",
+        type=whole_number(1, MAX_PREFETCH),
+        metavar="N",
+        help="deliveries held at once (2 x concurrency)",
+    )
     worker.add_argument("--burst", action="store_true", help="exit 0 when the queues are empty")
     add_broker_arguments(worker)
     worker.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=seconds,
         default=30.0,
+        metavar="SECONDS",
         help="seconds running tasks get to finish on SIGTERM (30)",
     )
     worker.add_argument(
@@ -92,11 +108,39 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def port_number(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(text)  # argparse: "invalid port_number value", exit 2
-    return port
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``; anything else is a
+    usage error (exit 2) naming the option, e.g. ``argument -c/--concurrency: 0 is
+    out of range: give a whole number from 1 to 100000``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number: give one from {low} to {high}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range: give a whole number from {low} to {high}"
+            )
+        return value
+
+    return parse
+
+
+port_number = whole_number(0, 65535)
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} seconds: give a finite number, 0 or more")
+    return value
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser, *, results: bool = True) -> None:
@@ -142,6 +186,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
         )
     _check_hosts(args)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    _warn_unused_queues(queues, app, args.app)
     hooks = [load_hook(spec) for spec in args.hook]
     probe = HealthProbe() if args.health_port is not None else None
     metrics = new_metrics(app) if args.metrics_port is not None else None
@@ -168,7 +213,27 @@ async def _run(app: App, args: argparse.Namespace) -> int:
         if probe is not None:
             await probe.stop()
         await close(app)
-    return ExitCode.FORCED_STOP if worker.forced else ExitCode.OK
+    if worker.forced:
+        return ExitCode.FORCED_STOP
+    return ExitCode.SHUTDOWN_TIMEOUT if worker.timed_out else ExitCode.OK
+
+
+def _warn_unused_queues(queues: list[str] | None, app: App, spec: str) -> None:
+    """A -Q queue no task of the App names is often a typo; it is still consumed
+    (``apply_async(queue=...)`` may send there), so this warns, never refuses."""
+    used = app.queues()
+    for queue in queues or ():
+        if queue in used:
+            continue
+        close = difflib.get_close_matches(queue, used, n=1)
+        logging.getLogger("aioack.cli").warning(
+            "-Q %s: no task of %s uses this queue; the worker runs only what "
+            "apply_async(queue=%r) sends there (%s)",
+            queue,
+            spec,
+            queue,
+            f"did you mean {close[0]}?" if close else f"the tasks' queues: {', '.join(used)}",
+        )
 
 
 def _check_hosts(args: argparse.Namespace) -> None:

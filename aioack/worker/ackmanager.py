@@ -424,13 +424,15 @@ class AckManager:
             fields["error"] = f"{type(error).__name__}: {error}"
         if result is not NO_RESULT:
             fields["result"] = result
+        kept = f"; {_kept_where(held)}" if action.kind is ActionKind.DEAD_LETTER else ""
         logger.log(
             level,
-            "task %s attempt %s %s after %s",
+            "task %s attempt %s %s after %s%s",
             held.label,
             held.attempt,
             what,
             elapsed,
+            kept,
             extra=fields,
         )
 
@@ -495,6 +497,22 @@ def _describe(action: Action, held: Held) -> str:
     if kind is ActionKind.RELEASE:
         return "handed back"
     return "done (settled earlier)"
+
+
+def _kept_where(held: Held) -> str:
+    """Where a dead letter is, and the command that finds it again (its id is the
+    broker's, known only once stored: list it by queue and task)."""
+    queue, message = held.delivery.queue, held.message
+    task = f" --task {message.task}" if message is not None and _is_plain(message.task) else ""
+    return (
+        f"kept in the dead letters of queue {queue}: "
+        f"python -m aioack dlq list [MODULE:APP] -Q {queue}{task}"
+    )
+
+
+def _is_plain(name: str) -> bool:
+    """A task name safe to print in a command line (a forged one may hold anything)."""
+    return name.isprintable() and not any(c.isspace() or c in "'\"$`;|&<>" for c in name)
 
 
 def _require(value: bytes | None, message: str) -> bytes:

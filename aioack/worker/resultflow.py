@@ -311,17 +311,14 @@ def _record(job: Job, state: State, **fields: object) -> ResultRecord:
 
 
 def _final_record(job: Job, result: RunResult, action: Action) -> ResultRecord | None:
-    """The record a run leaves; None when it did not finish (lost, shut down)."""
+    """The record a run leaves; None when another run has it now (lost, claim lost)."""
     outcome = result.outcome
     if outcome.kind is OutcomeKind.SUCCEEDED:
         return _record(job, State.SUCCESS, result=result.value)
-    if outcome.kind in (
-        OutcomeKind.LOST,
-        OutcomeKind.SHUTDOWN,
-        OutcomeKind.CLAIM_LOST,
-        OutcomeKind.SLOT_LOST,
-    ):
+    if outcome.kind in (OutcomeKind.LOST, OutcomeKind.CLAIM_LOST, OutcomeKind.SLOT_LOST):
         return None
+    if outcome.kind is OutcomeKind.SHUTDOWN:
+        return _shutdown_record(job, action)
     if outcome.kind is OutcomeKind.REVOKED:
         return _record(
             job,
@@ -340,6 +337,25 @@ def _final_record(job: Job, result: RunResult, action: Action) -> ResultRecord |
     if outcome.kind is OutcomeKind.REJECTED:
         return _record(job, State.DEAD_LETTERED, **details)
     return _record(job, State.FAILURE, **details)
+
+
+def _shutdown_record(job: Job, action: Action) -> ResultRecord:
+    """A run the worker's stop cancelled must not read STARTED for ever: handed back,
+    it runs again (RETRY); acked early (acks_late=False), it never will (FAILURE)."""
+    if action.kind is ActionKind.REQUEUE:
+        return _record(
+            job,
+            State.RETRY,
+            error_type="shutdown",
+            error_message="the worker stopped while it ran: cancelled and requeued, it runs again",
+        )
+    return _record(
+        job,
+        State.FAILURE,
+        error_type="shutdown",
+        error_message="the worker stopped while it ran: cancelled; acked early "
+        "(acks_late=False), so it does not run again",
+    )
 
 
 def _type_name(error: BaseException) -> str:

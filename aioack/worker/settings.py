@@ -18,6 +18,16 @@ Redactor = Callable[[str, str, Any], Any]
 #: after its grace deadline, so a stop is bounded by shutdown_timeout + this.
 CLOSE_ALLOWANCE_S = 1.0
 
+#: The most tasks one worker runs at once, and deliveries it holds.
+MAX_CONCURRENCY = 100_000
+MAX_PREFETCH = 100_000
+
+
+def default_prefetch(concurrency: int) -> int:
+    """Two deliveries held per task slot, so the next run never waits for a
+    round trip; within bounds, so a bad concurrency is the only error shown."""
+    return min(max(1, 2 * concurrency), MAX_PREFETCH)
+
 
 class WorkerSettings(BaseModel):
     """How one worker consumes. Durations in seconds."""
@@ -25,8 +35,8 @@ class WorkerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     queues: list[str] = Field(min_length=1)
-    concurrency: int = Field(default=10, ge=1, le=100_000)
-    prefetch: int = Field(default=20, ge=1, le=100_000)
+    concurrency: int = Field(default=10, ge=1, le=MAX_CONCURRENCY)
+    prefetch: int = Field(default=20, ge=1, le=MAX_PREFETCH)
     #: Seconds running tasks get to finish after a stop, before they are
     #: cancelled and handed back.
     shutdown_timeout: float = Field(default=30.0, ge=0)

@@ -29,6 +29,9 @@ class Stopping:
         self._force = force
         self.deadline = asyncio.get_running_loop().time() + grace_s
         self._steps = TaskScope("shutdown", close_timeout_s=CLOSE_ALLOWANCE_S)
+        #: The grace period ran out with tasks still running (not forced): they
+        #: were cancelled. The command line exits SHUTDOWN_TIMEOUT then, not OK.
+        self.timed_out = False
 
     @property
     def forced(self) -> bool:
@@ -74,6 +77,7 @@ class Stopping:
             if asyncio.get_running_loop().time() >= self.deadline:
                 break
         if pending:
+            self.timed_out = not self.forced
             logger.warning("cancelling %d tasks still running; they are handed back", len(pending))
             await runs.cancel(pending)
 

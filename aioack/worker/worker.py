@@ -88,6 +88,9 @@ class Worker:
         self.id = uuid.uuid4().hex[:12]
         #: True after a second stop request cut the grace period short.
         self.forced = False
+        #: True after the grace period (shutdown_timeout) ran out with tasks still
+        #: running: they were cancelled and handed back.
+        self.timed_out = False
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._started = asyncio.Event()
@@ -620,7 +623,7 @@ class Worker:
             await stopping.step("cancel the consumer", consumer.cancel())
             await stopping.step("hand back unstarted deliveries", self._hand_back_unstarted(acks))
             await stopping.drain(self._runs, self.settings.shutdown_timeout)
-            self.forced = stopping.forced
+            self.forced, self.timed_out = stopping.forced, stopping.timed_out
             await self._loops.cancel([heartbeat])
             await stopping.step("close the consumer", consumer.close(), closing=True)
             await stopping.step("retire from inspect", self.broker.retire(self.id), closing=True)
@@ -632,8 +635,17 @@ class Worker:
             await stopping.aclose()
         logger.info(
             "worker stopped%s",
-            " (forced)" if self.forced else "",
-            extra={"event": "worker_stopped", "worker_id": self.id, "forced": self.forced},
+            " (forced)"
+            if self.forced
+            else " (shutdown_timeout ran out: running tasks cancelled)"
+            if self.timed_out
+            else "",
+            extra={
+                "event": "worker_stopped",
+                "worker_id": self.id,
+                "forced": self.forced,
+                "timed_out": self.timed_out,
+            },
         )
 
     async def _hand_back_unstarted(self, acks: AckManager) -> None:

@@ -61,7 +61,7 @@ def test_python_dash_m_aioack_runs() -> None:
         (["worker", "tests.apps.simple:not_an_app"], ExitCode.APP_NOT_FOUND),
         (["worker", "tests.apps.simple"], ExitCode.APP_NOT_FOUND),
         (["worker", "tests.apps.simple:app", "--broker", "kafka://x"], ExitCode.CONFIG_ERROR),
-        (["worker", "tests.apps.simple:app", "-c", "0", "--burst"], ExitCode.CONFIG_ERROR),
+        (["worker", "tests.apps.simple:app", "-c", "0", "--burst"], ExitCode.USAGE),
         (["worker", "tests.apps.simple:app", "-Q", "bad queue", "--burst"], ExitCode.CONFIG_ERROR),
         (
             ["worker", "tests.apps.simple:app", "--broker", "redis://127.0.0.1:1/0"],

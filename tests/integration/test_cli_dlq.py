@@ -335,7 +335,9 @@ async def _delete(url: str, queue: str) -> None:
 def test_help_lists_dlq_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == ExitCode.OK
     out = capsys.readouterr().out
-    assert "dlq" in out and "python -m aioack dlq replay" in out and "ABORTED" in out
+    assert "aioack dlq list" in out and "ABORTED" in out  # one example per command
+    assert main(["dlq", "--help"]) == ExitCode.OK
+    assert "aioack dlq replay" in capsys.readouterr().out
     for action in ("list", "show", "replay", "purge"):
         assert main(["dlq", action, "--help"]) == ExitCode.OK
         assert "examples:" in capsys.readouterr().out

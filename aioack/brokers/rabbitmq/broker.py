@@ -48,7 +48,12 @@ from aioack.brokers.rabbitmq.delays import (
     delay_ms,
     level_queue,
 )
-from aioack.brokers.rabbitmq.errors import translated, translated_publish, translated_settle
+from aioack.brokers.rabbitmq.errors import (
+    translated,
+    translated_connect,
+    translated_publish,
+    translated_settle,
+)
 from aioack.brokers.rabbitmq.letters import RabbitLetterPass
 from aioack.brokers.rabbitmq.management import ManagementAPI
 from aioack.brokers.rabbitmq.options import parse_url
@@ -131,7 +136,7 @@ class RabbitMQBroker(Broker):
             if self._conn is not None and not self._conn.is_closed:
                 return
             opts = self.options
-            with translated(f"connect to {masked(self._url)}"):
+            with translated_connect(self._url):
                 self._conn = await aio_pika.connect_robust(
                     self._url,
                     timeout=opts.connect_timeout_s,

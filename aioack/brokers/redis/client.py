@@ -21,7 +21,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from aioack.brokers.redis.errors import translate_errors
+from aioack.brokers.redis.errors import connect_error, translate_errors
 from aioack.brokers.redis.keys import Keys, queue_keys
 from aioack.brokers.redis.scripts import SCRIPTS
 from aioack.errors import BrokerUnavailable
@@ -75,9 +75,11 @@ class RedisIO:
             client.set_response_callback("XRANGE", _identity)
             try:
                 await client.ping()
-            except BaseException:
+            except BaseException as exc:
                 await client.aclose()
                 await pool.disconnect()
+                if isinstance(exc, redis_errors.RedisError | OSError):
+                    raise connect_error("the Redis broker", self._url, exc) from exc
                 raise
         self._client = client
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from redis import exceptions as redis_errors
 
+from aioack._connect import redis_connect_error
 from aioack.errors import AioackError, BrokerError, BrokerUnavailable
 
 
@@ -32,3 +33,12 @@ def translate_errors(action: str, other: type[BrokerError] = BrokerError) -> Ite
         raise BrokerUnavailable(f"redis {action}: {exc}") from exc
     except redis_errors.RedisError as exc:
         raise other(f"redis {action}: {type(exc).__name__}: {exc}") from exc
+
+
+def connect_error(service: str, url: str, exc: redis_errors.RedisError | OSError) -> AioackError:
+    """A failed connect, as what to check or change (no database, refused login,
+    no server there); see ``aioack._connect``."""
+    socket = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+    from_socket = isinstance(exc, socket)
+    reachable = isinstance(exc, redis_errors.AuthenticationError) or not from_socket
+    return redis_connect_error(service, url, exc, reachable=reachable)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.commands.core import AsyncScript
 
 from aioack._cancel import raise_swallowed_cancel
+from aioack._connect import redis_connect_error
 from aioack.errors import BrokerError, BrokerUnavailable, Retry
 from aioack.results.base import (
     DEFAULT_RESULT_EXPIRES_S,
@@ -164,8 +165,17 @@ class RedisResultBackend(ResultBackend):
         return self._open().scripts
 
     async def connect(self) -> None:
-        with _translated():
+        try:
             await self.client.ping()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            # A connect says what to change (database, login) or check (the server).
+            socket = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+            reachable = isinstance(exc, redis.exceptions.AuthenticationError) or not isinstance(
+                exc, socket
+            )
+            raise redis_connect_error(
+                "the Redis result backend", self._url, exc, reachable=reachable
+            ) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
