@@ -110,5 +110,7 @@ def test_the_dockerfile_runs_the_worker_in_exec_form() -> None:
     [("Docker, Compose", "40s"), ("Kubernetes", "40"), ("systemd", "40")],
 )
 def test_the_grace_table_matches_the_snippets(where: str, grace_s: str) -> None:
-    row = next(line for line in DEPLOYMENT.read_text().splitlines() if line.startswith(f"| {where} |"))
+    row = next(
+        line for line in DEPLOYMENT.read_text().splitlines() if line.startswith(f"| {where} |")
+    )
     assert row.rstrip(" |").endswith(f"`{grace_s}`")
