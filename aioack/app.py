@@ -166,7 +166,11 @@ class App:
         self._declared.clear()
 
     def use_results(self, results: str | ResultBackend | None) -> None:
-        """Pick the result backend before connecting (the CLI's ``--results``)."""
+        """Pick the result backend before connecting (the CLI's ``--results``).
+
+        Raises:
+            ConfigurationError: the App is connected, or the URL or an option is bad.
+        """
         if self._connected:
             raise ConfigurationError("cannot change the result backend of a connected App")
         self.results = (
@@ -183,6 +187,7 @@ class App:
         self._connected = True
 
     async def aclose(self) -> None:
+        """Close the broker and result backend connections (``connect()`` opens them again)."""
         if self._broker is not None:
             await self._broker.aclose()
         if self.results is not None:
@@ -265,7 +270,9 @@ class App:
 
         Raises:
             QueueFull: the queue is full (after waiting, with ``when_full="wait"``).
-            MessageTooLarge, BrokerUnavailable, PublishFailed.
+            MessageTooLarge: the encoded message is over ``max_message_bytes``.
+            BrokerUnavailable: the broker cannot be reached.
+            PublishFailed: the broker did not confirm that it holds the message.
         """
         if self.hooks.on_publish:
             message = self._with_hook_headers(message, queue, delay_s)
@@ -335,6 +342,11 @@ class App:
         return task
 
     def get_task(self, name: str) -> Task[Any, Any]:
+        """The task registered as ``name``.
+
+        Raises:
+            UnknownTask: no task is registered under that name.
+        """
         try:
             return self.tasks[name]
         except KeyError:

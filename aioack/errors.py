@@ -1,6 +1,6 @@
 """The failure model of aioack, drawn in one place.
 
-Exception tree (everything aioack raises on purpose derives from AioackError)::
+Exception tree (everything aioack raises on purpose derives from AioackError):
 
     AioackError
     ├── ConfigurationError      bad settings, caught at start-up / call site

@@ -172,7 +172,7 @@ class TaskContext:
     def effect(self, name: str = "effect") -> AbstractAsyncContextManager[Effect]:
         """A block whose writes commit at most once per idempotency key, ever.
 
-        ::
+        For example:
 
             async with ctx.effect("charge") as fx:
                 fx.tx.hincrby("balances", user, -cents)   # queued, not awaited
@@ -252,7 +252,11 @@ class Task(Generic[P, R]):
         return f"<Task {self.name} queue={self.options.queue}>"
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
-        """Publish a run with these arguments (checked now, against the signature)."""
+        """Publish a run with these arguments (checked now, against the signature).
+
+        ``await task.delay(*args, **kwargs)`` is ``await task.apply_async(args, kwargs)``;
+        it raises what ``apply_async`` raises.
+        """
         return await self.apply_async(args, kwargs)
 
     async def apply_async(
@@ -281,11 +285,16 @@ class Task(Generic[P, R]):
         arguments. Needs a result backend. See docs/task-control.md.
 
         Raises:
-            InvalidArguments, MessageTooLarge, ValueError (bad option),
-            ConfigurationError (``idempotency_key`` or ``unique_for`` without
-            a result backend),
-            QueueFull (the queue is at its max_length: ``App(queue_limits=...)``),
-            BrokerUnavailable, PublishFailed.
+            InvalidArguments: the arguments do not fit the task's signature.
+            MessageTooLarge: the encoded message is over ``max_message_bytes``.
+            ValueError: a bad option (``countdown`` with ``eta``, a naive
+                datetime, a bad ``task_id``, ``unique_for`` out of range...).
+            ConfigurationError: ``idempotency_key`` or ``unique_for`` without a
+                result backend.
+            QueueFull: the queue is at its ``max_length`` (``App(queue_limits=...)``).
+            BrokerUnavailable: the broker (or, for ``unique_for``, the result
+                backend) cannot be reached.
+            PublishFailed: the broker did not confirm that it holds the message.
         """
         window_s = unique_window_s(unique_for, unique_key)
         now = time.time()

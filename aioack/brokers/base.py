@@ -261,7 +261,8 @@ class BrokerCore(Limited, ABC):
         """Create the queues (and their delay and dead-letter parts). Idempotent.
 
         Raises:
-            BrokerUnavailable, ConfigurationError (a queue exists with other settings).
+            BrokerUnavailable: the broker cannot be reached.
+            ConfigurationError: a queue exists with other settings.
         """
 
     @abstractmethod
@@ -278,7 +279,8 @@ class BrokerCore(Limited, ABC):
 
         Raises:
             QueueFull: the queue is at its ``max_length``; nothing was added.
-            BrokerUnavailable, PublishFailed.
+            BrokerUnavailable: the broker cannot be reached.
+            PublishFailed: the broker did not confirm that it holds the message.
         """
 
     async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
@@ -287,7 +289,8 @@ class BrokerCore(Limited, ABC):
         Raises:
             QueueFull: the queue has no room for them all. SQLite, Redis and
                 memory add none then; RabbitMQ decides per message.
-            BrokerUnavailable, PublishFailed.
+            BrokerUnavailable: the broker cannot be reached.
+            PublishFailed: the broker did not confirm that it holds the message.
         """
         for message_id, body in items:
             await self.publish(queue, body, message_id=message_id)
@@ -300,7 +303,7 @@ class BrokerCore(Limited, ABC):
         any consumer, while that many of its deliveries are unsettled.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -309,7 +312,7 @@ class BrokerCore(Limited, ABC):
 
         Raises:
             StaleDelivery (LeaseLost): this consumer no longer owns it.
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -318,7 +321,8 @@ class BrokerCore(Limited, ABC):
         a run cancelled at the shutdown deadline).
 
         Raises:
-            StaleDelivery, BrokerUnavailable.
+            StaleDelivery: this consumer no longer owns the delivery.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -328,7 +332,8 @@ class BrokerCore(Limited, ABC):
         Brokers that can should not count this as a delivery attempt.
 
         Raises:
-            StaleDelivery, BrokerUnavailable.
+            StaleDelivery: this consumer no longer owns the delivery.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -341,7 +346,9 @@ class BrokerCore(Limited, ABC):
         queue does not grow (the same for ``requeue`` and ``release``).
 
         Raises:
-            StaleDelivery, BrokerUnavailable, PublishFailed.
+            StaleDelivery: this consumer no longer owns the delivery.
+            BrokerUnavailable: the broker cannot be reached.
+            PublishFailed: the broker did not confirm that it holds the message.
         """
 
     @abstractmethod
@@ -349,7 +356,8 @@ class BrokerCore(Limited, ABC):
         """Move the delivery's message to its queue's dead-letter store, with ``letter``.
 
         Raises:
-            StaleDelivery, BrokerUnavailable.
+            StaleDelivery: this consumer no longer owns the delivery.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -357,7 +365,7 @@ class BrokerCore(Limited, ABC):
         """Store ``letter`` in ``letter.queue``'s dead-letter store (early-ack failures).
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -368,7 +376,7 @@ class BrokerCore(Limited, ABC):
         (their consumer or channel is gone).
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     async def announce(self, record: WorkerRecord, ttl_s: float) -> None:
@@ -378,7 +386,7 @@ class BrokerCore(Limited, ABC):
         Optional: a broker that keeps no records ignores it.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     async def retire(self, worker_id: str) -> None:
@@ -426,7 +434,7 @@ class LetterPass(ABC):
         """The next letters in order, each with its ``id``; [] once the pass is done.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -458,7 +466,7 @@ class LetterPass(ABC):
         """Remove these letters (from the last batch) for good; returns how many went.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     async def aclose(self) -> None:  # noqa: B027 (optional)
@@ -484,7 +492,7 @@ class BrokerAdmin(Limited, ABC):
         """Count the queue's messages by state.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -493,7 +501,7 @@ class BrokerAdmin(Limited, ABC):
         holding a message or a dead letter of it.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -501,7 +509,7 @@ class BrokerAdmin(Limited, ABC):
         """Remove queues with their delayed and dead-lettered messages (tests, tooling).
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     @abstractmethod
@@ -510,7 +518,7 @@ class BrokerAdmin(Limited, ABC):
         (an empty pass when the queue has none, or does not exist).
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
     async def dead_letters(
@@ -520,7 +528,7 @@ class BrokerAdmin(Limited, ABC):
         only those ``where`` takes, when given.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
         if limit <= 0:
             return []
@@ -536,7 +544,7 @@ class BrokerAdmin(Limited, ABC):
 
         Raises:
             ConfigurationError: ``letter_id`` is empty, over-long or not printable.
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
         found = await self.dead_letters(queue, 1, where=LetterFilter(ids=[letter_id]))
         return found[0] if found else None
@@ -591,7 +599,7 @@ class BrokerAdmin(Limited, ABC):
         letters may share a derived id: the list then holds it twice.)
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
         ids: list[str] = []
 
@@ -623,7 +631,7 @@ class BrokerAdmin(Limited, ABC):
         (input, at most ``MAX_VALUES``), it may hold any number of ids.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
 
         async def remove(letters: LetterPass, chosen: list[DeadLetter]) -> int:
@@ -683,7 +691,7 @@ class BrokerAdmin(Limited, ABC):
         """Every queue the broker knows of; None when it cannot list them.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
         return None
 
@@ -692,7 +700,7 @@ class BrokerAdmin(Limited, ABC):
         without its management API).
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the broker cannot be reached.
         """
         return None
 

@@ -1,6 +1,6 @@
 """FastAPI embedding: a lifespan that connects the App, and a dependency to reach it.
 
-::
+For example:
 
     tasks = App("redis://127.0.0.1:6379/0", results="redis://127.0.0.1:6379/0")
     api = FastAPI(lifespan=aioack_lifespan(tasks))

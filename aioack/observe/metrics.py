@@ -1,6 +1,6 @@
 """Prometheus metrics for aioack workers: a hook, queue depths, and ways to serve them.
 
-::
+For example:
 
     metrics = PrometheusMetrics()
     worker = app.worker(hooks=[metrics])

@@ -1,6 +1,6 @@
 """OpenTelemetry tracing: a span per publish and per run, the trace carried in the message.
 
-::
+For example:
 
     from aioack.observe.tracing import TracingHook
 

@@ -156,7 +156,7 @@ class ResultBackend(ABC):
         """The task's record, or None (never stored, or expired).
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the result backend cannot be reached.
         """
 
     @abstractmethod
@@ -164,7 +164,7 @@ class ResultBackend(ABC):
         """Wait until the task's record is final, without polling; None on timeout.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the result backend cannot be reached.
         """
 
     @abstractmethod
@@ -185,7 +185,7 @@ class ResultBackend(ABC):
         (True); a key another owner claimed, or that a run completed, is lost.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the result backend cannot be reached.
         """
 
     @abstractmethod
@@ -253,7 +253,7 @@ class ResultBackend(ABC):
         Expired ones may be left out.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the result backend cannot be reached.
         """
         raise self._no_control("revocations")
 
@@ -290,7 +290,7 @@ class ResultBackend(ABC):
         """Extend ``owner``'s slot of ``key``; False if it had lapsed and was taken.
 
         Raises:
-            BrokerUnavailable.
+            BrokerUnavailable: the result backend cannot be reached.
         """
         raise self._no_control("concurrency slots")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -125,3 +126,52 @@ def test_queue_limits_example_refuses_then_waits_for_room() -> None:
         "a waiting publish got in once the worker made room",
         "sent 4 emails",
     ]
+
+
+async def test_the_celery_fastapi_port_answers_as_the_original_does() -> None:
+    import httpx
+
+    from examples.celery_fastapi_port import create
+
+    _, api = create("memory://", "memory://", seconds_per_type=0.01, embedded_worker=True)
+    transport = httpx.ASGITransport(app=api)
+    async with (
+        api.router.lifespan_context(api),  # ASGITransport sends no lifespan events
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        created = await client.post("/tasks", json={"type": 1})
+        assert created.status_code == 201
+        task_id = created.json()["task_id"]
+        body = (await client.get(f"/tasks/{task_id}")).json()
+        for _ in range(500):  # the run takes 0.01 s; bounded, never a fixed sleep
+            if body["task_status"] == "SUCCESS":
+                break
+            assert body["task_status"] in {"PENDING", "STARTED"}
+            await asyncio.sleep(0.01)
+            body = (await client.get(f"/tasks/{task_id}")).json()
+        assert body == {"task_id": task_id, "task_status": "SUCCESS", "task_result": True}
+        # A type that is not a number is refused by the API, before anything is queued.
+        assert (await client.post("/tasks", json={"type": "x"})).status_code == 422
+
+
+def test_the_celery_django_tasks_port_runs_and_retries_as_celery_would() -> None:
+    from aioack.decide import retry_delay_s
+    from examples.celery_django_tasks import error_backoff_test, error_task
+
+    done = subprocess.run(
+        [sys.executable, "examples/celery_django_tasks.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[5, 20, 6]"]
+    # Celery: retry_kwargs={"max_retries": 2, "countdown": 600}: two retries, 10 min apart.
+    fixed = error_task.options
+    assert [retry_delay_s(fixed, attempt, None) for attempt in (1, 2)] == [600, 600]
+    assert fixed.retries_left(2) and not fixed.retries_left(3)
+    # Celery: retry_backoff=5, retry_jitter=False, max_retries=3: 5 s, 10 s, 20 s.
+    backoff = error_backoff_test.options
+    assert [retry_delay_s(backoff, attempt, None) for attempt in (1, 2, 3)] == [5, 10, 20]
+    assert backoff.retries_left(3) and not backoff.retries_left(4)
