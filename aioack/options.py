@@ -56,6 +56,10 @@ class TaskOptions(BaseModel):
     #: Celery's default is False; ours is True so ``state()`` tells a queued
     #: run from a running one. Turn it off for short, high-rate tasks.
     track_started: bool = True
+    #: pydantic's strict mode for the arguments: ``"2"`` is no ``int`` (True),
+    #: or the lax conversions (False). Either way a value that would not arrive
+    #: unchanged through JSON is refused at the call site.
+    strict_arguments: bool = True
 
     @field_validator("queue")
     @classmethod

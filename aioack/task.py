@@ -230,7 +230,7 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.options = options
         self.name = options.name
-        self.signature = TaskSignature(fn, TaskContext)
+        self.signature = TaskSignature(fn, TaskContext, strict=options.strict_arguments)
         self.is_async = asyncio.iscoroutinefunction(fn)
 
     @functools.cached_property
