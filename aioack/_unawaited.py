@@ -9,6 +9,7 @@ file and line, and warns there.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from collections.abc import Coroutine, Generator
@@ -21,7 +22,7 @@ T = TypeVar("T")
 class MustAwait(Coroutine[Any, Any, T]):
     """Wraps ``coro``; warns at the caller's line if it is never awaited nor started."""
 
-    __slots__ = ("_coro", "_what", "_file", "_line", "_started")
+    __slots__ = ("_coro", "_file", "_line", "_started", "_what")
 
     def __init__(self, coro: Coroutine[Any, Any, T], what: str, *, depth: int = 2) -> None:
         self._coro = coro
@@ -56,7 +57,8 @@ class MustAwait(Coroutine[Any, Any, T]):
         if self._started:
             return
         self._coro.close()  # no second, placeless warning from Python itself
-        try:
+        # At interpreter shutdown, warnings may be gone already.
+        with contextlib.suppress(Exception):
             warnings.warn_explicit(
                 f"{self._what} was never awaited, so nothing was published: write "
                 f"`await {self._what}` in async code, or call the *_sync twin "
@@ -65,5 +67,3 @@ class MustAwait(Coroutine[Any, Any, T]):
                 self._file,
                 self._line,
             )
-        except Exception:  # interpreter shutdown: warnings may be gone already
-            pass

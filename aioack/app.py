@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from pydantic import ValidationError
 
-from aioack._portal import LoopThread
+from aioack._portal import LoopThread, refuse_inside_event_loop
 from aioack.brokers import Broker, MemoryBroker, broker_from_url
 from aioack.errors import ConfigurationError, UnknownTask
 from aioack.hooks import Hooks, PublishEvent
@@ -359,6 +359,7 @@ class App:
             ConfigurationError: the broker or result backend cannot be shared
                 with a second event loop (an instance, or memory://).
         """
+        refuse_inside_event_loop(what)  # before anything starts: nothing to undo
         portal, twin = self._sync_twin()
         return portal.run(what, lambda: _awaited(call(twin)))
 
@@ -401,8 +402,7 @@ class App:
         if not isinstance(self._broker_spec, str) or isinstance(self._broker, MemoryBroker):
             raise ConfigurationError(_shared_refusal("broker", self._broker))
         if self.results is not None and (
-            not isinstance(self._results_spec, str)
-            or isinstance(self.results, MemoryResultBackend)
+            not isinstance(self._results_spec, str) or isinstance(self.results, MemoryResultBackend)
         ):
             raise ConfigurationError(_shared_refusal("result backend", self.results))
         twin = copy.copy(self)  # tasks, hooks and settings shared: registrations seen by both

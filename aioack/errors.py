@@ -184,6 +184,7 @@ class JoinInsideTask(AioackError, RuntimeError):
     A worker whose slots all wait on each other's results never makes progress.
     """
 
+
 class BlockingCallInEventLoop(AioackError, RuntimeError):
     """Raised when a blocking ``*_sync`` call (``delay_sync()``, ``get_sync()``...)
     is made in a thread that runs an event loop: it would block that loop.

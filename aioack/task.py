@@ -17,7 +17,6 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from aioack._portal import refuse_inside_event_loop
 from aioack._unawaited import MustAwait
 from aioack._unique import stored_key, unique_window_s
 from aioack.errors import (
@@ -305,16 +304,16 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
 
-    def delay(
-        self, *args: P.args, **kwargs: P.kwargs
-    ) -> Coroutine[Any, Any, AsyncResult[R]]:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, AsyncResult[R]]:
         """Publish a run with these arguments (checked now, against the signature).
 
         A coroutine: ``await`` it. Not awaited, it publishes nothing: mypy says
         so (``unused-coroutine``) and, at run time, a RuntimeWarning names the
         line. In sync code, call ``delay_sync()``.
         """
-        return MustAwait(self._apply_async(self.app, args, kwargs), f"{self.fn.__name__}.delay(...)")
+        return MustAwait(
+            self._apply_async(self.app, args, kwargs), f"{self.fn.__name__}.delay(...)"
+        )
 
     def delay_sync(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """``delay()`` for sync code, from any thread: returns once the broker holds the run.
@@ -365,7 +364,8 @@ class Task(Generic[P, R]):
             countdown, eta, expires, queue, task_id, idempotency_key, unique_for, unique_key
         )
         return MustAwait(
-            self._apply_async(self.app, args, kwargs, options), f"{self.fn.__name__}.apply_async(...)"
+            self._apply_async(self.app, args, kwargs, options),
+            f"{self.fn.__name__}.apply_async(...)",
         )
 
     def apply_async_sync(

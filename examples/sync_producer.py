@@ -36,7 +36,7 @@ def main(broker_url: str, results_url: str) -> int:
         second = add.delay_sync(40, 2)
         print(f"2 + 2 = {first.get_sync(timeout=30)}")
         print(f"40 + 2 = {second.get_sync(timeout=30)}")
-        print(f"distinct tags: {count_tags.delay_sync({'a', 'b', 'a'}).get_sync(timeout=30)}")
+        print(f"tags: {count_tags.delay_sync({'a', 'b'}).get_sync(timeout=30)}")
         try:
             add.delay_sync(2, "2")  # type: ignore[arg-type]
         except InvalidArguments as exc:

@@ -125,3 +125,44 @@ def test_queue_limits_example_refuses_then_waits_for_room() -> None:
         "a waiting publish got in once the worker made room",
         "sent 4 emails",
     ]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_sync_producer_example_enqueues_and_reads_results_from_sync_code(
+    kind: str, tmp_path: Path
+) -> None:
+    args: list[str] = []
+    prefix = f"aioack-sync-example-{os.getpid()}"
+    if kind == "redis":
+        require_service(REDIS_URL)
+        args = [f"{REDIS_URL}?key_prefix={prefix}", f"{REDIS_URL}?key_prefix={prefix}-r"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "examples/sync_producer.py", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        if kind == "redis":
+            _delete_redis_keys(f"{prefix}*")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "2 + 2 = 4",
+        "40 + 2 = 42",
+        "tags: 2",
+        "refused at the call site: add: argument 'y': Input should be a valid integer",
+        "8 threads: 16 results, all right: True",
+        "the worker exited with 0",
+    ]
+
+
+def _delete_redis_keys(pattern: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(pattern))
+    if keys:
+        client.delete(*keys)
+    client.close()

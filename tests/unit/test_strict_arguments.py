@@ -35,7 +35,7 @@ def _arrives(sig: TaskSignature, *args: Any) -> tuple[Any, ...]:
     message = decode(body)
     call_args, call_kwargs = sig.from_wire(message.args, message.kwargs, None)
     names = list(sig.public.parameters)
-    return tuple(call_kwargs[n] for n in names) if not call_args else call_args
+    return call_args if call_args else tuple(call_kwargs[n] for n in names)
 
 
 def _signature(annotation: Any, *, strict: bool = True) -> TaskSignature:
@@ -160,8 +160,9 @@ _HOSTILE = (
 )
 _ANYTHING = st.recursive(
     _JSON_SCALARS | _HOSTILE,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
