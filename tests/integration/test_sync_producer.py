@@ -210,12 +210,12 @@ def test_an_awaited_or_scheduled_delay_does_not_warn(tmp_path: Path) -> None:
         gc.collect()
 
 
-def test_a_test_client_without_with_serves_requests_on_new_loops(tmp_path: Path) -> None:
+def test_a_test_client_without_with_serves_requests_on_new_loops(urls: tuple[str, str]) -> None:
     # Starlette's TestClient without `with` runs each request on a new event loop.
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    _, add, _ = make_app((f"sqlite:///{tmp_path}/q.db", f"sqlite:///{tmp_path}/r.db"))
+    _, add, _ = make_app(urls)
     api = FastAPI()
 
     @api.post("/add")
