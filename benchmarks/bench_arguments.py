@@ -82,9 +82,8 @@ def main() -> None:
             print(f"{case:30} {label:5} to_wire {to:6.2f} us   from_wire {back:6.2f} us")
         if "base" in timings:
             (to_now, back_now), (to_base, back_base) = timings["now"], timings["base"]
-            print(
-                f"{case:30} ratio to_wire x{to_now / to_base:.2f}   from_wire x{back_now / back_base:.2f}"
-            )
+            ratios = f"to_wire x{to_now / to_base:.2f}   from_wire x{back_now / back_base:.2f}"
+            print(f"{case:30} ratio {ratios}")
 
 
 if __name__ == "__main__":
