@@ -5,6 +5,7 @@ from aioack.brokers import Broker, DeadLetter, MemoryBroker, broker_from_url
 from aioack.errors import (
     AioackError,
     AlreadySettled,
+    BlockingCallInEventLoop,
     BrokerError,
     BrokerUnavailable,
     ConfigurationError,
@@ -38,6 +39,7 @@ __all__ = [
     "AlreadySettled",
     "App",
     "AsyncResult",
+    "BlockingCallInEventLoop",
     "Broker",
     "BrokerError",
     "BrokerUnavailable",

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from pydantic import ValidationError
 
-from aioack.brokers import Broker, broker_from_url
+from aioack._portal import LoopThread, refuse_inside_event_loop
+from aioack.brokers import Broker, MemoryBroker, broker_from_url
 from aioack.errors import ConfigurationError, UnknownTask
 from aioack.hooks import Hooks, PublishEvent
 from aioack.limits import QueueLimit, check_limits, publish_bounded
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
 from aioack.options import TaskOptions
-from aioack.results import ResultBackend, backend_from_url
+from aioack.results import MemoryResultBackend, ResultBackend, backend_from_url
 from aioack.results.base import Revocation
 from aioack.results.revocations import (
     DEFAULT_REVOKE_EXPIRES_S,
@@ -32,6 +37,11 @@ logger = logging.getLogger("aioack.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+
+#: Seconds to wait for a connection of a finished event loop to close, before
+#: it is dropped as it is (its sockets then close when collected).
+_STALE_CLOSE_TIMEOUT_S = 1.0
 
 #: The broker an App uses when given none and AIOACK_BROKER_URL is not set:
 #: the durable embedded default, ``aioack.db`` in the current directory.
@@ -91,6 +101,12 @@ class App:
             raise ConfigurationError(str(exc)) from exc
         self._queue_limits = check_limits(queue_limits or {})
         self._connected = False
+        # The event loop this App's connections belong to (None: none open).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rebinding: asyncio.Event | None = None
+        # The sync API's own loop thread and connections, made on first use.
+        self._sync_lock = threading.Lock()
+        self._sync: tuple[LoopThread, App] | None = None
         # Given here, it overrides the results URL's own ?result_expires=.
         self._result_options = {} if result_expires is None else {"result_expires": result_expires}
         self.results: ResultBackend | None = None
@@ -104,7 +120,8 @@ class App:
         # One rule, the same for producers and the CLI: what the code names,
         # else the environment, else the embedded default (a file, durable).
         default = os.environ.get(ENV_BROKER_URL) or DEFAULT_BROKER_URL
-        self._broker = self._build_broker(broker if broker is not None else default)
+        self._broker_spec: str | Broker = broker if broker is not None else default
+        self._broker = self._build_broker(self._broker_spec)
         #: Observers of every event, on the producer side and in this App's workers.
         self.hooks = Hooks(hooks)
 
@@ -159,9 +176,13 @@ class App:
         Raises:
             ConfigurationError: the App is connected, or the URL or an option is bad.
         """
-        if self._connected:
-            raise ConfigurationError("cannot change the broker of a connected App")
+        if self._connected or self._sync is not None:
+            raise ConfigurationError(
+                "cannot change the broker of a connected App (after a *_sync call: "
+                "call app.close_sync() first)"
+            )
         self._broker = self._build_broker(broker)
+        self._broker_spec = broker
         self._explicit_broker = True
         self._declared.clear()
 
@@ -169,10 +190,15 @@ class App:
         """Pick the result backend before connecting (the CLI's ``--results``).
 
         Raises:
-            ConfigurationError: the App is connected, or the URL or an option is bad.
+            ConfigurationError: the App is connected (or made a *_sync call), or
+                the URL or an option is bad.
         """
-        if self._connected:
-            raise ConfigurationError("cannot change the result backend of a connected App")
+        if self._connected or self._sync is not None:
+            raise ConfigurationError(
+                "cannot change the result backend of a connected App (after a *_sync "
+                "call: call app.close_sync() first)"
+            )
+        self._results_spec = results
         self.results = (
             backend_from_url(results, **self._result_options)
             if isinstance(results, str)
@@ -180,19 +206,80 @@ class App:
         )
 
     async def connect(self) -> None:
-        """Open the broker (and result backend) connections. Idempotent."""
+        """Open the broker (and result backend) connections. Idempotent.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached.
+            ConfigurationError: the App is connected on an event loop that still
+                runs in another thread.
+        """
+        await self.use_running_loop()
         await self.broker.connect()
         if self.results is not None:
             await self.results.connect()
         self._connected = True
 
     async def aclose(self) -> None:
-        """Close the broker and result backend connections (``connect()`` opens them again)."""
+        """Close the connections this App opened on its event loop (not the sync API's)."""
+        await self.use_running_loop()
         if self._broker is not None:
             await self._broker.aclose()
         if self.results is not None:
             await self.results.aclose()
         self._connected = False
+        self._loop = None
+
+    # -- event loops ---------------------------------------------------------
+
+    async def use_running_loop(self) -> None:
+        """Make this App's connections belong to the running event loop.
+
+        A connection works only on the loop it was opened on. An App used from
+        a new loop after its first one finished (a second ``asyncio.run()``, a
+        test client's per-request loop) closes what the old loop left open, as
+        well as it can, and opens new connections on the new one when next
+        needed. Every async call does this itself; it costs one comparison
+        when the loop has not changed.
+
+        Raises:
+            ConfigurationError: the App's connections belong to an event loop
+                that still runs (in another thread): use the ``*_sync`` calls
+                from other threads, or one App per event loop.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            if self._rebinding is not None:  # another call of this loop is closing the old ones
+                await self._rebinding.wait()
+            return
+        old, self._loop = self._loop, loop
+        if old is None:
+            return
+        if old.is_running():
+            self._loop = old
+            raise ConfigurationError(
+                "this App's connections belong to an event loop that runs in another "
+                "thread; from other threads use the *_sync calls (task.delay_sync(), "
+                "result.get_sync()), or give each event loop an App of its own"
+            )
+        self._rebinding = rebinding = asyncio.Event()
+        try:
+            await self._drop_stale_connections()
+        finally:
+            self._rebinding = None
+            rebinding.set()
+
+    async def _drop_stale_connections(self) -> None:
+        """Close, as well as a new loop can, the connections a finished loop opened."""
+        self._connected = False
+        self._declared.clear()
+        for closable in (self._broker, self.results):
+            if closable is None:
+                continue
+            # Their loop is gone: closing may fail or hang on its futures; their
+            # sockets then close when collected. A SQLite thread closes fine.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_STALE_CLOSE_TIMEOUT_S):
+                    await closable.aclose()
 
     # -- results -----------------------------------------------------------
 
@@ -231,6 +318,7 @@ class App:
             ConfigurationError: the App keeps no results (revocations live there).
             BrokerUnavailable: the result backend cannot be reached: nothing revoked.
         """
+        await self.use_running_loop()
         backend = self.require_results()
         lasting_s = check_revoke_expires(
             self.revoke_expires if expires is None else expires, "expires"
@@ -263,6 +351,78 @@ class App:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    # -- the sync API ----------------------------------------------------------
+
+    def call_sync(self, what: str, call: Callable[[App], Awaitable[T]]) -> T:
+        """Run ``call(app)`` on this App's sync loop thread; block until it is done.
+
+        ``app`` is this App's sync twin: the same tasks, hooks and settings,
+        with connections of its own, opened on that loop on first use. The
+        ``*_sync`` methods are built on this.
+
+        Raises:
+            BlockingCallInEventLoop: called where an event loop runs.
+            ConfigurationError: the broker or result backend cannot be shared
+                with a second event loop (an instance, or memory://).
+        """
+        refuse_inside_event_loop(what)  # before anything starts: nothing to undo
+        portal, twin = self._sync_twin()
+        return portal.run(what, lambda: _awaited(call(twin)))
+
+    def revoke_sync(
+        self,
+        task_ids: str | Iterable[str],
+        *,
+        terminate: bool = False,
+        expires: float | None = None,
+    ) -> None:
+        """``revoke()`` for sync code: see ``revoke`` and ``call_sync``."""
+        self.call_sync(
+            "app.revoke_sync()",
+            lambda twin: twin.revoke(task_ids, terminate=terminate, expires=expires),
+        )
+
+    def close_sync(self) -> None:
+        """Close the sync API's connections and stop its thread. Idempotent.
+
+        Done at interpreter exit by itself; call it to close them sooner (a
+        test, a management command). A later ``*_sync`` call starts them again.
+
+        Raises:
+            BlockingCallInEventLoop: called where an event loop runs.
+        """
+        with self._sync_lock:
+            made, self._sync = self._sync, None
+        if made is not None:
+            made[0].close()
+
+    def _sync_twin(self) -> tuple[LoopThread, App]:
+        with self._sync_lock:
+            if self._sync is None:
+                twin = self._twin()
+                self._sync = (LoopThread("sync", on_close=twin.aclose), twin)
+            return self._sync
+
+    def _twin(self) -> App:
+        """A copy of this App with connections of its own, built from the same URLs."""
+        if not isinstance(self._broker_spec, str) or isinstance(self._broker, MemoryBroker):
+            raise ConfigurationError(_shared_refusal("broker", self._broker))
+        if self.results is not None and (
+            not isinstance(self._results_spec, str) or isinstance(self.results, MemoryResultBackend)
+        ):
+            raise ConfigurationError(_shared_refusal("result backend", self.results))
+        twin = copy.copy(self)  # tasks, hooks and settings shared: registrations seen by both
+        twin._broker = twin._build_broker(self._broker_spec)
+        twin.results = (
+            backend_from_url(self._results_spec, **self._result_options)
+            if isinstance(self._results_spec, str)
+            else None
+        )
+        twin._declared = set()
+        twin._connected, twin._loop, twin._rebinding = False, None, None
+        twin._sync_lock, twin._sync = threading.Lock(), None
+        return twin
+
     async def publish(self, message: Message, queue: str, *, delay_s: float = 0.0) -> None:
         """Encode and publish a message; connects on first use.
 
@@ -277,6 +437,8 @@ class App:
         if self.hooks.on_publish:
             message = self._with_hook_headers(message, queue, delay_s)
         body = message.encode(self.max_message_bytes)
+        if self._loop is not asyncio.get_running_loop() or self._rebinding is not None:
+            await self.use_running_loop()
         if not self._connected:
             await self.connect()
         if queue not in self._declared:
@@ -398,6 +560,23 @@ class App:
             hooks=Hooks([*self.hooks, *hooks]),
             log_values=log_values,
         )
+
+
+async def _awaited(value: Awaitable[T]) -> T:
+    return await value
+
+
+def _shared_refusal(what: str, given: object) -> str:
+    if isinstance(given, MemoryBroker | MemoryResultBackend):
+        return (
+            f"the sync API runs on an event loop of its own, and a memory:// {what} "
+            "lives inside one event loop: use sqlite:// (no server) or a server URL"
+        )
+    return (
+        f"the sync API opens its own connections from the App's URLs, and this App was "
+        f"given a {type(given).__name__} instance: pass its URL (and options) to App() "
+        "instead"
+    )
 
 
 class _TaskDecorator:

@@ -21,7 +21,8 @@ Exception tree (everything aioack raises on purpose derives from AioackError):
     ├── TaskFailed              result.get(): the task failed for good or was dead-lettered
     │   └── TaskRevoked         result.get(): the task was revoked (app.revoke())
     ├── ResultTimeout           result.get(): no final state within the timeout
-    └── JoinInsideTask          result.get() inside a running task without allow_join=True
+    ├── JoinInsideTask          result.get() inside a running task without allow_join=True
+    └── BlockingCallInEventLoop a *_sync call (delay_sync, get_sync...) where an event loop runs
 
 Control flow lives *outside* the error root, the way anyio keeps ``WouldBlock``
 apart: ``except AioackError`` in user code never swallows a ``Retry`` or a
@@ -182,6 +183,12 @@ class JoinInsideTask(AioackError, RuntimeError):
 
     A worker whose slots all wait on each other's results never makes progress.
     """
+
+
+class BlockingCallInEventLoop(AioackError, RuntimeError):
+    """Raised when a blocking ``*_sync`` call (``delay_sync()``, ``get_sync()``...)
+    is made in a thread that runs an event loop: it would block that loop.
+    Await the async call instead."""
 
 
 class Retry(Exception):

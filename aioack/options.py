@@ -63,6 +63,10 @@ class TaskOptions(BaseModel):
     #: What a run's key is: the name of one of the task's parameters (its
     #: value is the key), or a callable given the run's arguments by name.
     concurrency_key: str | Callable[[dict[str, Any]], str | int] | None = None
+    #: pydantic's strict mode for the arguments: ``"2"`` is no ``int`` (True),
+    #: or the lax conversions (False). Either way a value that would not arrive
+    #: unchanged through JSON is refused at the call site.
+    strict_arguments: bool = True
 
     @field_validator("queue")
     @classmethod

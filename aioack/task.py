@@ -11,13 +11,14 @@ import inspect
 import logging
 import time
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from aioack._unawaited import MustAwait
 from aioack._unique import stored_key, unique_window_s
 from aioack.errors import (
     BrokerUnavailable,
@@ -36,6 +37,7 @@ logger = logging.getLogger("aioack.task")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class Producer(Protocol):
@@ -53,6 +55,10 @@ class Producer(Protocol):
     async def revoke(
         self, task_ids: str, *, terminate: bool = False, expires: float | None = None
     ) -> None: ...
+
+    async def use_running_loop(self) -> None: ...
+
+    def call_sync(self, what: str, call: Callable[[Producer], Awaitable[T]]) -> T: ...
 
 
 #: The id of the task run the current asyncio task belongs to (None outside
@@ -78,8 +84,19 @@ class AsyncResult(Generic[R]):
             ConfigurationError: the App has no result backend.
             BrokerUnavailable: the backend cannot be reached.
         """
-        record = await self._backend().fetch(self.id)
+        record = await (await self._backend()).fetch(self.id)
         return State.PENDING if record is None else record.state
+
+    def state_sync(self) -> State:
+        """``state()`` for sync code, from any thread (see ``get_sync``).
+
+        Raises:
+            BlockingCallInEventLoop: called where an event loop runs.
+            ConfigurationError, BrokerUnavailable: as ``state()``.
+        """
+        return self._producer().call_sync(
+            "result.state_sync()", lambda twin: replace(self, app=twin).state()
+        )
 
     async def revoke(self, *, terminate: bool = False, expires: float | None = None) -> None:
         """Revoke this run: see ``App.revoke``.
@@ -92,9 +109,21 @@ class AsyncResult(Generic[R]):
             raise ConfigurationError("this AsyncResult has no App; use app.revoke(task_id)")
         await self.app.revoke(self.id, terminate=terminate, expires=expires)
 
+    def revoke_sync(self, *, terminate: bool = False, expires: float | None = None) -> None:
+        """``revoke()`` for sync code, from any thread (see ``App.revoke``).
+
+        Raises:
+            BlockingCallInEventLoop: called where an event loop runs.
+            ConfigurationError, BrokerUnavailable: as ``revoke()``.
+        """
+        self._producer().call_sync(
+            "result.revoke_sync()",
+            lambda twin: twin.revoke(self.id, terminate=terminate, expires=expires),
+        )
+
     async def record(self) -> ResultRecord | None:
         """The raw record (JSON result, error details), or None."""
-        return await self._backend().fetch(self.id)
+        return await (await self._backend()).fetch(self.id)
 
     # timeout= is Celery's name for it; a caller's asyncio.timeout() works as well.
     async def get(self, timeout: float | None = None, *, allow_join: bool = False) -> R:  # noqa: ASYNC109
@@ -112,13 +141,8 @@ class AsyncResult(Generic[R]):
             ConfigurationError: the App has no result backend.
             BrokerUnavailable: the backend cannot be reached.
         """
-        running = CURRENT_TASK_ID.get()
-        if running is not None and not allow_join:
-            raise JoinInsideTask(
-                f"task run {running} awaits the result of {self.id}: if every worker slot "
-                "waits like this, none makes progress. Pass allow_join=True if you are sure."
-            )
-        record = await self._backend().wait(self.id, timeout)
+        self._refuse_join(allow_join)
+        record = await (await self._backend()).wait(self.id, timeout)
         if record is None:
             raise ResultTimeout(f"no result for task {self.task_name}[{self.id}] in {timeout}s")
         if record.state is State.SUCCESS:
@@ -128,16 +152,47 @@ class AsyncResult(Generic[R]):
             self.id, record.state.value, record.error_type, record.error_message, record.traceback
         )
 
+    def get_sync(self, timeout: float | None = None, *, allow_join: bool = False) -> R:
+        """``get()`` for sync code (a script, a Django view), from any thread.
+
+        Blocks this thread, not an event loop: the wait runs on the App's sync
+        loop thread. Raises what ``get()`` raises, here.
+
+        Raises:
+            BlockingCallInEventLoop: called where an event loop runs (await
+                ``get()`` there instead).
+            TaskFailed, TaskRevoked, ResultTimeout, JoinInsideTask,
+            ConfigurationError, BrokerUnavailable: as ``get()``.
+        """
+        self._refuse_join(allow_join)  # here: the run's id is this thread's context
+        return self._producer().call_sync(
+            "result.get_sync()",
+            lambda twin: replace(self, app=twin).get(timeout, allow_join=True),
+        )
+
+    def _refuse_join(self, allow_join: bool) -> None:
+        running = CURRENT_TASK_ID.get()
+        if running is not None and not allow_join:
+            raise JoinInsideTask(
+                f"task run {running} awaits the result of {self.id}: if every worker slot "
+                "waits like this, none makes progress. Pass allow_join=True if you are sure."
+            )
+
     def _decode(self, value: Any) -> R:
         task = self.app.tasks.get(self.task_name) if self.app is not None else None
         if task is None:
             return value  # type: ignore[no-any-return]  # a producer without the task: raw JSON
         return task.result_adapter.validate_python(value)  # type: ignore[no-any-return]
 
-    def _backend(self) -> ResultBackend:
+    async def _backend(self) -> ResultBackend:
+        app = self._producer()
+        await app.use_running_loop()
+        return app.require_results()
+
+    def _producer(self) -> Producer:
         if self.app is None:
             raise ConfigurationError("this AsyncResult has no App; use app.result(task_id)")
-        return self.app.require_results()
+        return self.app
 
 
 @dataclass(slots=True)
@@ -231,7 +286,7 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.options = options
         self.name = options.name
-        self.signature = TaskSignature(fn, TaskContext)
+        self.signature = TaskSignature(fn, TaskContext, strict=options.strict_arguments)
         self.is_async = asyncio.iscoroutinefunction(fn)
         _check_concurrency_key(options, self.signature)
 
@@ -251,15 +306,32 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
 
-    async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, AsyncResult[R]]:
         """Publish a run with these arguments (checked now, against the signature).
 
-        ``await task.delay(*args, **kwargs)`` is ``await task.apply_async(args, kwargs)``;
-        it raises what ``apply_async`` raises.
+        A coroutine: ``await`` it. Not awaited, it publishes nothing: mypy says
+        so (``unused-coroutine``) and, at run time, a RuntimeWarning names the
+        line. In sync code, call ``delay_sync()``. It raises what
+        ``apply_async`` raises.
         """
-        return await self.apply_async(args, kwargs)
+        return MustAwait(
+            self._apply_async(self.app, args, kwargs), f"{self.fn.__name__}.delay(...)"
+        )
 
-    async def apply_async(
+    def delay_sync(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """``delay()`` for sync code, from any thread: returns once the broker holds the run.
+
+        Runs on the App's sync loop thread, with its own connections (see
+        ``App.call_sync``); the arguments are checked as ``delay()`` checks them.
+
+        Raises:
+            BlockingCallInEventLoop: called where an event loop runs (await
+                ``delay()`` there instead).
+            InvalidArguments, ...: as ``apply_async()``.
+        """
+        return self._apply_sync("delay_sync()", args, kwargs, _NO_OPTIONS)
+
+    def apply_async(
         self,
         args: tuple[Any, ...] | list[Any] = (),
         kwargs: dict[str, Any] | None = None,
@@ -272,10 +344,10 @@ class Task(Generic[P, R]):
         idempotency_key: str | None = None,
         unique_for: float | None = None,
         unique_key: str | None = None,
-    ) -> AsyncResult[R]:
+    ) -> Coroutine[Any, Any, AsyncResult[R]]:
         """Publish a run with options. ``countdown``/``expires`` in seconds from now.
 
-        Returns once the broker holds the message.
+        Returns once the broker holds the message. A coroutine, as ``delay()``.
 
         ``unique_for`` (seconds, at most 30 days): publish only if no publish
         of the same key was made in the last ``unique_for`` seconds; else
@@ -296,6 +368,63 @@ class Task(Generic[P, R]):
                 backend) cannot be reached.
             PublishFailed: the broker did not confirm that it holds the message.
         """
+        options = _ApplyOptions(
+            countdown, eta, expires, queue, task_id, idempotency_key, unique_for, unique_key
+        )
+        return MustAwait(
+            self._apply_async(self.app, args, kwargs, options),
+            f"{self.fn.__name__}.apply_async(...)",
+        )
+
+    def apply_async_sync(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: dt.datetime | None = None,
+        expires: float | dt.datetime | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+        idempotency_key: str | None = None,
+        unique_for: float | None = None,
+        unique_key: str | None = None,
+    ) -> AsyncResult[R]:
+        """``apply_async()`` for sync code, from any thread (see ``delay_sync``).
+
+        Raises:
+            BlockingCallInEventLoop: called where an event loop runs.
+            InvalidArguments, ...: as ``apply_async()``.
+        """
+        options = _ApplyOptions(
+            countdown, eta, expires, queue, task_id, idempotency_key, unique_for, unique_key
+        )
+        return self._apply_sync("apply_async_sync()", args, kwargs or {}, options)
+
+    def _apply_sync(
+        self,
+        what: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        options: _ApplyOptions,
+    ) -> AsyncResult[R]:
+        sent = self.app.call_sync(
+            f"{self.name}.{what}",
+            lambda twin: self._apply_async(twin, args, dict(kwargs), options),
+        )
+        # The handle reads results through the App it was asked of, on any loop.
+        return replace(sent, app=self.app)
+
+    async def _apply_async(
+        self,
+        producer: Producer,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any] | None,
+        options: _ApplyOptions | None = None,
+    ) -> AsyncResult[R]:
+        countdown, eta, expires, queue, task_id, idempotency_key, unique_for, unique_key = (
+            options or _NO_OPTIONS
+        )
         window_s = unique_window_s(unique_for, unique_key)
         now = time.time()
         delay_s = _delay_s(countdown, eta, now)
@@ -313,37 +442,44 @@ class Task(Generic[P, R]):
         except ValidationError as exc:  # task_id, idempotency_key, expires
             raise ValueError(f"apply_async({self.name}): {summarize(exc)}") from exc
         target = check_queue_name(queue) if queue is not None else self.options.queue
-        if idempotency_key is not None and self.app.results is None:
+        if idempotency_key is not None and producer.results is None:
             raise ConfigurationError("idempotency_key needs a result backend: App(results=...)")
         if window_s is not None:
             key = stored_key(self.name, unique_key, wire_args, wire_kwargs)
-            return await self._publish_unique(message, target, delay_s, key, window_s)
-        await self.app.publish(message, target, delay_s=delay_s)
-        return AsyncResult(message.id, self.name, target, self.app)
+            return await self._publish_unique(producer, message, target, delay_s, key, window_s)
+        await producer.publish(message, target, delay_s=delay_s)
+        return AsyncResult(message.id, self.name, target, producer)
 
     async def _publish_unique(
-        self, message: Message, queue: str, delay_s: float, key: str, window_s: float
+        self,
+        producer: Producer,
+        message: Message,
+        queue: str,
+        delay_s: float,
+        key: str,
+        window_s: float,
     ) -> AsyncResult[R]:
         """Reserve ``key``, then publish; a key held already publishes nothing.
 
         A publish that fails (or is cancelled) frees the key again, so it
         does not block the window; the publish error is what the caller sees.
         """
-        if self.app.results is None:
+        await producer.use_running_loop()  # the results read next are this loop's
+        if producer.results is None:
             raise ConfigurationError(
                 "unique_for needs a result backend to hold its keys: "
                 "App(results='redis://...') or App(results='sqlite://')"
             )
-        backend = self.app.results
+        backend = producer.results
         holder = await _reserve(backend, key, message.id, window_s, self.name)
         if holder is not None:  # published within the window: that run is this call's
-            return AsyncResult(holder, self.name, queue, self.app)
+            return AsyncResult(holder, self.name, queue, producer)
         try:
-            await self.app.publish(message, queue, delay_s=delay_s)
+            await producer.publish(message, queue, delay_s=delay_s)
         except BaseException:
             await _unreserve_quietly(backend, key, message.id, self.name)
             raise
-        return AsyncResult(message.id, self.name, queue, self.app)
+        return AsyncResult(message.id, self.name, queue, producer)
 
     async def run_inline(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, without a broker (for tests and scripts)."""
@@ -351,6 +487,22 @@ class Task(Generic[P, R]):
         if self.is_async:
             return await result  # type: ignore[no-any-return]
         return result  # type: ignore[no-any-return]
+
+
+class _ApplyOptions(typing.NamedTuple):
+    """apply_async()'s options, carried to the sync loop thread as one value."""
+
+    countdown: float | None = None
+    eta: dt.datetime | None = None
+    expires: float | dt.datetime | None = None
+    queue: str | None = None
+    task_id: str | None = None
+    idempotency_key: str | None = None
+    unique_for: float | None = None
+    unique_key: str | None = None
+
+
+_NO_OPTIONS = _ApplyOptions()
 
 
 async def _reserve(

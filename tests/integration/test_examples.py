@@ -175,3 +175,44 @@ def test_the_celery_django_tasks_port_runs_and_retries_as_celery_would() -> None
     backoff = error_backoff_test.options
     assert [retry_delay_s(backoff, attempt, None) for attempt in (1, 2, 3)] == [5, 10, 20]
     assert backoff.retries_left(3) and not backoff.retries_left(4)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_sync_producer_example_enqueues_and_reads_results_from_sync_code(
+    kind: str, tmp_path: Path
+) -> None:
+    args: list[str] = []
+    prefix = f"aioack-sync-example-{os.getpid()}"
+    if kind == "redis":
+        require_service(REDIS_URL)
+        args = [f"{REDIS_URL}?key_prefix={prefix}", f"{REDIS_URL}?key_prefix={prefix}-r"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "examples/sync_producer.py", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        if kind == "redis":
+            _delete_redis_keys(f"{prefix}*")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "2 + 2 = 4",
+        "40 + 2 = 42",
+        "tags: 2",
+        "refused at the call site: add: argument 'y': Input should be a valid integer",
+        "8 threads: 16 results, all right: True",
+        "the worker exited with 0",
+    ]
+
+
+def _delete_redis_keys(pattern: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(pattern))
+    if keys:
+        client.delete(*keys)
+    client.close()

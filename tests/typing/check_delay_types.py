@@ -53,3 +53,17 @@ async def results() -> None:
     assert_type(await (await sync_add.delay(1, 2)).get(), int)
     total: str = await (await add.delay(1, 2)).get()  # type: ignore[assignment]
     print(total)
+
+
+async def not_awaited() -> None:
+    # mypy's unused-coroutine error code (on by default) catches a delay() left
+    # un-awaited: it publishes nothing.
+    add.delay(1, 2)  # type: ignore[unused-coroutine]
+    add.apply_async((1, 2))  # type: ignore[unused-coroutine]
+
+
+def sync_calls() -> None:
+    handle = add.delay_sync(1, 2)
+    assert_type(handle.get_sync(timeout=1), int)
+    assert_type(pay.apply_async_sync((3,), countdown=1).get_sync(), Receipt)
+    add.delay_sync("1", 2)  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ async def test_delay_validates_and_sends_arguments_as_json() -> None:
     async def place(order: Order, when: dt.datetime, *, note: str = "") -> None: ...
 
     moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    result = await place.delay({"sku": "a", "quantity": "2"}, moment, note="x")
+    result = await place.delay(Order(sku="a", quantity=2), moment, note="x")
     message = await _published(broker, "orders")
     assert message.id == result.id and message.task == place.name
     assert message.args == [{"sku": "a", "quantity": 2}, "2026-01-02T03:04:05Z"]

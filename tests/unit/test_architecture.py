@@ -32,6 +32,7 @@ def test_the_public_surface_is_pinned() -> None:
             "AlreadySettled",
             "App",
             "AsyncResult",
+            "BlockingCallInEventLoop",
             "Broker",
             "BrokerError",
             "BrokerUnavailable",
