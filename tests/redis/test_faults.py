@@ -287,7 +287,8 @@ async def test_8_sigterm_while_redis_is_unreachable_is_bounded_and_acks_nothing(
         # (docs/workers.md: grace + the closing allowance), and the run was not acked.
         bound_s = (0.0 if second_signal else grace_s) + 3.0
         assert took_s < bound_s, f"stop took {took_s:.1f}s"
-        assert code == (6 if second_signal else 0)
+        # FORCED_STOP, or SHUTDOWN_TIMEOUT: the grace ran out with the task running.
+        assert code == (6 if second_signal else 10)
         proxy.accept()
         assert counts(tmp_path, "done") == {}
         assert (await _stats(redis_url, queue))[2] == 1, "the abandoned run is still pending"
