@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 REDIS_URL = os.environ.get("AIOACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: The checkout's root: worker processes start here, so ``tests.apps`` imports.
+REPOSITORY = Path(__file__).resolve().parents[1]
 AMQP_URL = os.environ.get("AIOACK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -53,3 +57,31 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+async def start_worker_process(
+    app_ref: str, broker_url: str, env: dict[str, str], log: Path, *options: str
+) -> asyncio.subprocess.Process:
+    """``python -m aioack worker APP --broker URL OPTIONS...`` from the repository root,
+    its output appended to ``log``."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "aioack", "worker", app_ref, "--broker", broker_url],
+            *options,
+            cwd=REPOSITORY,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+
+async def stop_worker_process(worker: asyncio.subprocess.Process, timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    if worker.returncode is not None:
+        return
+    worker.terminate()
+    try:
+        await asyncio.wait_for(worker.wait(), timeout_s)
+    except TimeoutError:
+        worker.kill()
+        await worker.wait()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
@@ -24,7 +23,7 @@ import pytest
 from aioack import App
 from aioack.results.redis import RedisResultBackend
 from tests.conftest import broker_url, make_broker
-from tests.support import REDIS_URL, require_service, unique, wait_until
+from tests.support import REDIS_URL, require_service, start_worker_process, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -91,15 +90,9 @@ async def setup(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 async def start_worker(setup: Setup, env: dict[str, str], name: str) -> asyncio.subprocess.Process:
     log = setup.logs / f"{name}.log"
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "aioack", "worker", "tests.apps.slots:app"],
-            *["--broker", setup.worker_url(), "-c", "4", "--prefetch", "8"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+    process = await start_worker_process(
+        "tests.apps.slots:app", setup.worker_url(), env, log, "-c", "4", "--prefetch", "8"
+    )
     await wait_until(
         lambda: "worker ready" in log.read_text(errors="replace"),
         timeout=20,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import redis.asyncio as aioredis
 
 from aioack import App, State
 from tests.conftest import broker_url, make_broker
-from tests.support import REDIS_URL, require_service, unique, wait_until
+from tests.support import REDIS_URL, require_service, start_worker_process, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +33,8 @@ async def redis_client() -> AsyncIterator[aioredis.Redis]:
 
 
 async def start_worker(url: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "aioack", "worker", "tests.apps.duplicates:app"],
-            *["--broker", url, "-c", "4", "--prefetch", "8"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+    app_ref = "tests.apps.duplicates:app"
+    return await start_worker_process(app_ref, url, env, log, "-c", "4", "--prefetch", "8")
 
 
 @pytest.mark.parametrize("kind", ["redis", "rabbitmq"])

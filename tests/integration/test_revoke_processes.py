@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from aioack import App, State
 from tests.conftest import broker_url, make_broker
-from tests.support import REDIS_URL, require_service, unique, wait_until
+from tests.support import (
+    REDIS_URL,
+    require_service,
+    start_worker_process,
+    stop_worker_process,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,25 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def start_worker(url: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "aioack", "worker", "tests.apps.revocable:app"],
-            *["--broker", url, "-c", "4"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-
-
-async def stop(worker: asyncio.subprocess.Process) -> None:
-    if worker.returncode is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(worker.wait(), 30)
-        except TimeoutError:
-            worker.kill()
-            await worker.wait()
+    return await start_worker_process("tests.apps.revocable:app", url, env, log, "-c", "4")
 
 
 def results_url(kind: str, tmp_path: Path) -> str:
@@ -91,7 +78,7 @@ async def test_revokes_hold_in_a_worker_started_later_and_terminate_reaches_a_ru
 
         # The delayed one comes due after the first worker is gone: only the
         # second, started after the revoke, can receive it.
-        await stop(first)
+        await stop_worker_process(first)
         second = await start_worker(url, env, tmp_path / "second.log")
         await wait_until(
             lambda: _state_is(delayed.state(), State.REVOKED),
@@ -106,7 +93,7 @@ async def test_revokes_hold_in_a_worker_started_later_and_terminate_reaches_a_ru
     finally:
         for worker in (first, second):
             if worker is not None:
-                await stop(worker)
+                await stop_worker_process(worker)
         await producer.broker.delete([queue])
         await producer.aclose()
 
