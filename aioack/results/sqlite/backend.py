@@ -39,7 +39,7 @@ from aioack.results.base import (
 from aioack.results.sqlite import revocations, slots, unique
 from aioack.urls import parse_options
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _CREATE = (
     "CREATE TABLE results (task_id TEXT PRIMARY KEY, record TEXT NOT NULL, "
     "expires_at REAL NOT NULL)",
@@ -60,13 +60,34 @@ _V2 = (
 )
 
 
+#: Version 3: schedules and workflows (docs/periodic.md, docs/workflows.md).
+#: ``schedules``: each periodic schedule's last and next fire (for inspect);
+#: ``chord_members``: the members of a chord that completed (one row each, so
+#: a duplicate delivery counts once), ``chords`` each chord's size and whether
+#: its callback was published; ``rate_limits``: one GCRA state per limited key.
+_V3 = (
+    "CREATE TABLE schedules (name TEXT PRIMARY KEY, last_fire REAL, next_fire REAL, "
+    "updated_at REAL NOT NULL)",
+    "CREATE TABLE chords (chord_id TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+    "fired_by TEXT, expires_at REAL NOT NULL)",
+    "CREATE TABLE chord_members (chord_id TEXT NOT NULL, member_id TEXT NOT NULL, "
+    "PRIMARY KEY (chord_id, member_id))",
+    "CREATE TABLE rate_limits (key TEXT PRIMARY KEY, tat REAL NOT NULL)",
+)
+
+
 def _v2(conn: sqlite3.Connection) -> None:
     for statement in _V2:
         conn.execute(statement)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    for statement in _V3:
+        conn.execute(statement)
+
+
 #: From version N to N + 1. A new version adds its step here (and to _create).
-MIGRATIONS: Migrations = {1: _v2}
+MIGRATIONS: Migrations = {1: _v2, 2: _v3}
 #: Stores between two sweeps of expired records.
 _SWEEP_EVERY = 200
 
@@ -88,6 +109,7 @@ def _create(conn: sqlite3.Connection) -> None:
     for statement in _CREATE:
         conn.execute(statement)
     _v2(conn)
+    _v3(conn)
 
 
 def _ensure(conn: sqlite3.Connection) -> None:
