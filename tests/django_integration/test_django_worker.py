@@ -24,7 +24,9 @@ WORKER = [sys.executable, "-m", "aioack", "worker", "aioack.integrations.django:
 
 
 @pytest.fixture(scope="module")
-def worker(django_project: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def worker(
+    django_project: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """One worker process for the module, on the shop queue, one run at a time
     (so one thread runs them all: see the connection test). Yields its log file."""
     log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"

@@ -27,8 +27,8 @@ except ImportError as exc:  # aioack itself never needs Django
         f"aioack.integrations.django needs Django: pip install 'django>=4.2' ({exc})"
     ) from exc
 
+from aioack.integrations.django.config import SETTINGS_KEYS, SETTINGS_NAME, app_from_settings
 from aioack.integrations.django.djangoapp import DjangoApp, DjangoTask, closing_connections
-from aioack.integrations.django.config import SETTINGS_NAME, SETTINGS_KEYS, app_from_settings
 from aioack.integrations.django.project import autodiscover_tasks, get_app
 
 __all__ = [

@@ -15,8 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import module_has_submodule
 
 from aioack.errors import ConfigurationError
-from aioack.integrations.django.djangoapp import DjangoApp
 from aioack.integrations.django.config import SETTINGS_NAME, app_from_settings
+from aioack.integrations.django.djangoapp import DjangoApp
 
 logger = logging.getLogger("aioack.integrations.django")
 
