@@ -174,3 +174,23 @@ def test_the_worker_without_django_settings_says_to_set_them() -> None:
     )
     assert done.returncode == ExitCode.CONFIG_ERROR, done.stderr
     assert "set DJANGO_SETTINGS_MODULE (e.g. DJANGO_SETTINGS_MODULE=proj.settings)" in done.stderr
+
+
+@pytest.mark.usefixtures("django_project")
+def test_a_tasks_module_that_raises_stops_discovery_saying_which_and_where() -> None:
+    with pytest.raises(ImportError) as raised:
+        autodiscover_tasks("broken_tasks")
+    message = str(raised.value)
+    assert "importing tests.django_project.shop.broken_tasks raised ZeroDivisionError" in message
+    assert "broken_tasks.py, line 3" in message
+
+
+def test_every_app_option_has_a_settings_key() -> None:
+    import inspect
+
+    from aioack import App
+    from aioack.integrations.django import SETTINGS_KEYS
+
+    options = inspect.signature(App.__init__).parameters.values()
+    arguments = {f"**{p.name}" if p.kind is p.VAR_KEYWORD else p.name for p in options}
+    assert set(SETTINGS_KEYS.values()) == arguments - {"self"}

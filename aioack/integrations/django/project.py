@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import threading
+import traceback
 
 import django
 from django.apps import apps
@@ -75,11 +76,29 @@ def autodiscover_tasks(related_name: str = "tasks") -> list[str]:
     Like Celery's ``app.autodiscover_tasks()``: an app without the module is
     skipped; an error inside one is raised (a broken tasks module must not
     leave a worker silently without its tasks). Returns the modules imported.
+
+    Raises:
+        ImportError: a module raised while imported; says which, and where
+            (the worker's exit code 4, in one line).
+        ConfigurationError: a task in it was declared wrong (a bad option).
     """
     found = []
     for config in apps.get_app_configs():
         if module_has_submodule(config.module, related_name):
             name = f"{config.name}.{related_name}"
-            importlib.import_module(name)
+            _import(name)
             found.append(name)
     return found
+
+
+def _import(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ImportError(
+            f"importing {name} raised {type(exc).__name__}: {exc} "
+            f"({where.filename}, line {where.lineno})"
+        ) from exc
