@@ -44,3 +44,14 @@ def django_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_the_sync_thread_after_each_module() -> Iterator[None]:
+    """The project App's sync loop thread ends with the module that started it:
+    other modules count the sync threads alive."""
+    yield
+    from aioack.integrations.django import project
+
+    if project._made is not None:
+        project._made.close_sync()

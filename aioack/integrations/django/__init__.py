@@ -49,3 +49,8 @@ def __getattr__(name: str) -> DjangoApp:
     if name == "app":
         return get_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Lists ``app`` without making it (tools that look, e.g. ``dir()``, build nothing).
+    return sorted([*globals(), "app"])
