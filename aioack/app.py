@@ -499,9 +499,18 @@ class App:
             raise ConfigurationError(f"task {name!r}: {exc}") from exc
         if name in self.tasks:
             raise ConfigurationError(f"task name {name!r} is registered twice; pass name=...")
-        task: Task[Any, Any] = Task(self, fn, task_options)
+        task: Task[Any, Any] = self._task_class(self, fn, task_options)
         self.tasks[name] = task
         return task
+
+    #: What ``@app.task`` makes: a subclass may add calls (the Django integration's
+    #: ``delay_on_commit``).
+    _task_class: type[Task[Any, Any]] = Task
+
+    def _worker_tasks(self) -> Mapping[str, Task[Any, Any]]:
+        """The tasks this App's workers run: a subclass may wrap them (the Django
+        integration closes stale database connections around plain defs)."""
+        return self.tasks
 
     def get_task(self, name: str) -> Task[Any, Any]:
         """The task registered as ``name``.
@@ -553,7 +562,7 @@ class App:
         except ValidationError as exc:
             raise ConfigurationError(explain(exc, WorkerSettings, "worker")) from exc
         return Worker(
-            self.tasks,
+            self._worker_tasks(),
             self.broker,
             settings,
             results=self.results,

@@ -27,6 +27,7 @@ from aioack.brokers.rabbitmq.options import RabbitMQOptions
 from aioack.brokers.redis.options import RedisOptions
 from aioack.brokers.sqlite.options import SQLiteOptions
 from aioack.cli.main import main
+from aioack.integrations.django import SETTINGS_KEYS
 from aioack.integrations.fastapi import aioack_lifespan
 from aioack.limits import QueueLimit
 from aioack.options import TaskOptions
@@ -87,6 +88,8 @@ EXPECTED: dict[str, Callable[[], dict[str, Any]]] = {
     "Queue limits": lambda: fields(QueueLimit),
     "Worker options": lambda: {**fields(WorkerSettings), **parameters(App.worker)},
     "FastAPI lifespan options": lambda: parameters(aioack_lifespan),
+    # Each key's default is the App option's: no literal of its own to compare.
+    "Django settings": lambda: dict.fromkeys(SETTINGS_KEYS, PydanticUndefined),
     "SQLite": lambda: fields(SQLiteOptions),
     "RabbitMQ": lambda: fields(RabbitMQOptions),
     "SQLite results": lambda: fields(SQLiteResultOptions),

@@ -42,7 +42,9 @@ def test_a_snippet_parses_and_its_aioack_imports_exist(page: str, code: str) -> 
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aioack"):
             module = importlib.import_module(node.module or "")
             for alias in node.names:
-                assert hasattr(module, alias.name), f"{page}: {node.module}.{alias.name}"
+                # dir(): a lazily made attribute (the Django integration's app) is listed
+                # without being made, which would need Django's settings.
+                assert alias.name in dir(module), f"{page}: {node.module}.{alias.name}"
 
 
 def test_there_are_snippets_to_check() -> None:
