@@ -1,6 +1,7 @@
 """aioack: an asyncio-native task queue with acknowledgement done right."""
 
 from aioack.app import App
+from aioack.canvas import GroupResult, chain, chord, group
 from aioack.brokers import Broker, DeadLetter, MemoryBroker, broker_from_url
 from aioack.errors import (
     AioackError,
@@ -29,7 +30,7 @@ from aioack.errors import (
 from aioack.hooks import Hook
 from aioack.limits import QueueLimit
 from aioack.results import ResultBackend, ResultRecord, State
-from aioack.task import AsyncResult, Task, TaskContext
+from aioack.task import AsyncResult, Signature, Task, TaskContext
 from aioack.worker import Worker, WorkerSettings
 
 __version__ = "0.1.0"
@@ -39,6 +40,11 @@ __all__ = [
     "AlreadySettled",
     "App",
     "AsyncResult",
+    "GroupResult",
+    "Signature",
+    "chain",
+    "chord",
+    "group",
     "BlockingCallInEventLoop",
     "Broker",
     "BrokerError",
