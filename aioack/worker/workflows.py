@@ -86,6 +86,8 @@ class Workflows:
         assert then is not None
         if then.result_id == message.id:  # the last step: its own record says it all
             return
+        if then.chord is not None and await self._backend.fetch(_kept(then, then.chord.member)):
+            return  # a duplicate failed, but a copy of this member succeeded: it counts
         why = record.error_message or record.error_type or "no detail"
         await self._fail(
             then,
@@ -110,21 +112,22 @@ class Workflows:
     async def _member_done(self, message: Message, then: Continuation, record: ResultRecord) -> None:
         link = then.chord
         assert link is not None
-        # The callback reads every member's result from the backend: this one's first.
-        await self._backend.store(record)
+        # The callback reads every member's result from a copy only a success
+        # writes: the member's own record may read STARTED again meanwhile (a
+        # duplicate delivery of it running), and must not fail the chord.
+        await self._backend.store(record.model_copy(update={"task_id": _kept(then, link.member)}))
         member = step_id(then.workflow, link.member)
         if not await self._backend.chord_member_done(then.workflow, member, link.size):
             return
         results: list[Any] = []
         for index in range(link.size):
-            found = await self._backend.fetch(step_id(then.workflow, index))
-            if found is None or found.state is not State.SUCCESS:
-                state = "gone (expired?)" if found is None else found.state.value
+            found = await self._backend.fetch(_kept(then, index))
+            if found is None:  # counted, so it was stored: the results expired since
                 await self._fail(
                     then,
                     state=State.FAILURE,
                     error_type="ChordMemberLost",
-                    error_message=f"chord member {index} of {link.size}: its result is {state}",
+                    error_message=f"chord member {index} of {link.size}: its result expired",
                 )
                 return
             results.append(found.result)
@@ -213,6 +216,11 @@ class Workflows:
             traceback=traceback,
         )
         await self._backend.store(record)
+
+
+def _kept(then: Continuation, member: int) -> str:
+    """Where a chord member's successful result is kept for the callback."""
+    return f"{step_id(then.workflow, member)}.chord"
 
 
 def _place(then: Continuation, message: Message) -> str:
