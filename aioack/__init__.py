@@ -1,8 +1,8 @@
 """aioack: an asyncio-native task queue with acknowledgement done right."""
 
 from aioack.app import App
-from aioack.canvas import GroupResult, chain, chord, group
 from aioack.brokers import Broker, DeadLetter, MemoryBroker, broker_from_url
+from aioack.canvas import GroupResult, chain, chord, group
 from aioack.errors import (
     AioackError,
     AlreadySettled,
@@ -40,11 +40,6 @@ __all__ = [
     "AlreadySettled",
     "App",
     "AsyncResult",
-    "GroupResult",
-    "Signature",
-    "chain",
-    "chord",
-    "group",
     "BlockingCallInEventLoop",
     "Broker",
     "BrokerError",
@@ -52,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "DeadLetter",
     "DeliveryError",
+    "GroupResult",
     "Hook",
     "InvalidArguments",
     "JoinInsideTask",
@@ -68,6 +64,7 @@ __all__ = [
     "ResultRecord",
     "ResultTimeout",
     "Retry",
+    "Signature",
     "StaleDelivery",
     "State",
     "Task",
@@ -78,4 +75,7 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "broker_from_url",
+    "chain",
+    "chord",
+    "group",
 ]

@@ -231,9 +231,7 @@ def _continuation(
         raise ValueError(f"workflow {workflow!r}: {summarize(exc)}") from exc
 
 
-async def _publish(
-    producer: Producer, step: Step, task_id: str, then: Continuation | None
-) -> None:
+async def _publish(producer: Producer, step: Step, task_id: str, then: Continuation | None) -> None:
     message = Message(
         id=task_id,
         task=step.task,

@@ -109,7 +109,9 @@ class Workflows:
 
     # -- chords ---------------------------------------------------------------
 
-    async def _member_done(self, message: Message, then: Continuation, record: ResultRecord) -> None:
+    async def _member_done(
+        self, message: Message, then: Continuation, record: ResultRecord
+    ) -> None:
         link = then.chord
         assert link is not None
         # The callback reads every member's result from a copy only a success
@@ -170,9 +172,7 @@ class Workflows:
         )
         logger.info("workflow %s: %s published as %s", then.workflow, what, task_id)
 
-    def _body(
-        self, step: Step, task_id: str, args: list[Any], after: Continuation | None
-    ) -> bytes:
+    def _body(self, step: Step, task_id: str, args: list[Any], after: Continuation | None) -> bytes:
         """The next message, checked as its worker will check it (when this worker has
         the task): arguments that cannot fit fail now, where the workflow learns of it.
 
@@ -232,11 +232,15 @@ def _place(then: Continuation, message: Message) -> str:
     return f"chain step {then.step} of {total} ({message.task}[{message.id}])"
 
 
-async def stopped_quietly(workflows: Workflows | None, message: Message, record: ResultRecord) -> None:
+async def stopped_quietly(
+    workflows: Workflows | None, message: Message, record: ResultRecord
+) -> None:
     """``stopped`` for a delivery refused before it ran: best effort, as its own record."""
     if workflows is None or message.then is None:
         return
     try:
         await workflows.stopped(message, record)
     except BrokerError as exc:
-        logger.warning("task %s[%s]: could not fail its workflow: %s", message.task, message.id, exc)
+        logger.warning(
+            "task %s[%s]: could not fail its workflow: %s", message.task, message.id, exc
+        )

@@ -31,7 +31,11 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 #: Broker options for the worker processes: a killed worker's entries come back soon.
-WORKER_OPTIONS = {"redis": "?visibility_timeout=1", "rabbitmq": "", "sqlite": "?visibility_timeout=1"}
+WORKER_OPTIONS = {
+    "redis": "?visibility_timeout=1",
+    "rabbitmq": "",
+    "sqlite": "?visibility_timeout=1",
+}
 
 
 async def _first(x: int) -> int: ...  # the producer's copies: names and signatures only
@@ -67,7 +71,9 @@ async def test_a_chain_completes_after_its_middle_worker_is_sigkilled(
     workers = []
     try:
         workers.append(
-            await start_worker_process("tests.apps.workflows:app", worker_url, env, tmp_path / "a.log")
+            await start_worker_process(
+                "tests.apps.workflows:app", worker_url, env, tmp_path / "a.log"
+            )
         )
         result = await chain(first.s(1), middle.s(), last.s()).apply_async()
         await wait_until(lambda: "middle 2" in starts(), timeout=60, message="middle started")
@@ -75,7 +81,9 @@ async def test_a_chain_completes_after_its_middle_worker_is_sigkilled(
         await workers[0].wait()
 
         workers.append(
-            await start_worker_process("tests.apps.workflows:app", worker_url, env, tmp_path / "b.log")
+            await start_worker_process(
+                "tests.apps.workflows:app", worker_url, env, tmp_path / "b.log"
+            )
         )
         assert await result.get(timeout=90) == (1 + 1) * 10 + 5
         # middle ran again with first's result; first was acked before the kill.

@@ -29,13 +29,12 @@ def member_done(
     """Count ``member_id``; True when publishing the callback is its job (see the backend)."""
     if sweep:  # now and then: chords nobody completed in time, with their members
         expired = "SELECT chord_id FROM chords WHERE expires_at <= ? LIMIT ?"
-        conn.execute(
-            f"DELETE FROM chord_members WHERE chord_id IN ({expired})", (now, SWEEP_LIMIT)
-        )
+        conn.execute(f"DELETE FROM chord_members WHERE chord_id IN ({expired})", (now, SWEEP_LIMIT))
         conn.execute(f"DELETE FROM chords WHERE chord_id IN ({expired})", (now, SWEEP_LIMIT))
     # The first member fixes the size; a later message saying otherwise is not believed.
     conn.execute(
-        "INSERT OR IGNORE INTO chords (chord_id, size, fired_by, expires_at) VALUES (?, ?, NULL, ?)",
+        "INSERT OR IGNORE INTO chords (chord_id, size, fired_by, expires_at) "
+        "VALUES (?, ?, NULL, ?)",
         (chord_id, size, now + keep_s),
     )
     conn.execute(
