@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aioack import App, TaskFailed, chain, chord, group
+from aioack import App, BrokerUnavailable, TaskFailed, chain, chord, group
 from aioack.brokers import Broker
 from aioack.message import Message
 from aioack.results import ResultBackend
@@ -239,3 +239,50 @@ def _json(value: object) -> str:
     import json
 
     return json.dumps(value)
+
+
+@pytest.mark.parametrize("lost", ["before", "after"])
+async def test_a_next_step_whose_publish_fails_is_published_again_under_the_same_id(
+    broker: Broker, results: ResultBackend, new_queue: Callable[[], str], lost: str
+) -> None:
+    # The worker's publish of step 1 fails once: "before" the broker holds it
+    # (an outage), or "after" (a lost confirm: it holds it, the worker cannot
+    # know). Either way step 0 is not acked: it runs again and publishes step 1
+    # again, under the same task id. A step marked idempotent then runs once.
+    # (first is idempotent too: its key must not complete before step 1 is out,
+    # or its redelivery would be acked unrun and the chain lost.)
+    app, queue = _app(broker, results), new_queue()
+    starts: Counter[str] = Counter()
+    published: list[str] = []
+
+    @app.task(queue=queue, idempotent=True)
+    async def first(x: int) -> int:
+        starts["first"] += 1
+        return x + 1
+
+    @app.task(queue=queue, idempotent=True)
+    async def second(x: int) -> int:
+        starts["second"] += 1
+        return x * 10
+
+    real_publish = broker.publish
+
+    async def flaky_publish(queue: str, body: bytes, *, message_id: str, **options: Any) -> None:
+        if message_id == "wf-lost-1":
+            published.append(message_id)
+            if len(published) == 1 and lost == "before":
+                raise BrokerUnavailable("the broker went away before it held step 1")
+            await real_publish(queue, body, message_id=message_id, **options)
+            if len(published) == 1 and lost == "after":
+                raise BrokerUnavailable("the confirm of step 1 was lost")
+            return
+        await real_publish(queue, body, message_id=message_id, **options)
+
+    broker.publish = flaky_publish  # type: ignore[method-assign]
+    result = await chain(first.s(1), second.s()).apply_async(workflow_id="wf-lost")
+    await run_until_idle(app, [queue])
+    broker.publish = real_publish  # type: ignore[method-assign]
+
+    assert await result.get(WAIT_S) == 20
+    assert published == ["wf-lost-1", "wf-lost-1"]  # one id, published twice
+    assert starts == Counter(first=2, second=1)
