@@ -2,6 +2,7 @@
 
 from aioack.app import App
 from aioack.brokers import Broker, DeadLetter, MemoryBroker, broker_from_url
+from aioack.canvas import GroupResult, chain, chord, group
 from aioack.errors import (
     AioackError,
     AlreadySettled,
@@ -29,7 +30,7 @@ from aioack.errors import (
 from aioack.hooks import Hook
 from aioack.limits import QueueLimit
 from aioack.results import ResultBackend, ResultRecord, State
-from aioack.task import AsyncResult, Task, TaskContext
+from aioack.task import AsyncResult, Signature, Task, TaskContext
 from aioack.worker import Worker, WorkerSettings
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "DeadLetter",
     "DeliveryError",
+    "GroupResult",
     "Hook",
     "InvalidArguments",
     "JoinInsideTask",
@@ -62,6 +64,7 @@ __all__ = [
     "ResultRecord",
     "ResultTimeout",
     "Retry",
+    "Signature",
     "StaleDelivery",
     "State",
     "Task",
@@ -72,4 +75,7 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "broker_from_url",
+    "chain",
+    "chord",
+    "group",
 ]

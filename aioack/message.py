@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aioack.errors import MalformedMessage, MessageTooLarge
 
@@ -36,7 +36,13 @@ Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_print
 
 HeaderName = Annotated[str, Field(min_length=1, max_length=256)]
 HeaderValue = Annotated[str, Field(max_length=8192)]
-_NO_HEADERS = {"headers"}
+#: Fields left out of the body when empty: (no headers, no continuation) -> excluded.
+_EXCLUDED: dict[tuple[bool, bool], set[str] | None] = {
+    (False, False): None,
+    (True, False): {"headers"},
+    (False, True): {"then"},
+    (True, True): {"headers", "then"},
+}
 
 #: The most deliveries a count read from the wire may claim. A real crash loop
 #: is stopped by ``delivery_limit`` long before; a higher count comes from a
@@ -46,6 +52,97 @@ MAX_DELIVERY_COUNT = 1_000_000
 #: The highest attempt number a message may carry (``max_retries`` above it is
 #: refused at decoration); a higher one is forged, and would overflow headers.
 MAX_ATTEMPT = 1_000_000
+
+
+#: The most steps one chain may hold (each message carries the steps after it).
+MAX_CHAIN_STEPS = 100
+
+#: The most members one chord may have (its state in the result backend grows with it).
+MAX_CHORD_SIZE = 10_000
+
+#: A workflow id is short enough for the step ids made from it to be Names too.
+WorkflowId = Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_printable)]
+
+#: A queue name, as ``options.check_queue_name`` takes it (checked here again: from the wire).
+QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")]
+
+
+def step_id(workflow: str, index: int) -> str:
+    """The task id of step ``index`` of a chain, or of member ``index`` of a group or chord.
+
+    Deterministic, so a step published twice (a worker killed between its
+    publish and its ack) is one task id twice, never two different runs.
+    """
+    return f"{workflow}-{index}"
+
+
+def callback_id(workflow: str) -> str:
+    """The task id of a chord's callback: the chord's result."""
+    return f"{workflow}-callback"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Step(_Wire):
+    """A signature on the wire: a task to publish later, with its checked JSON arguments."""
+
+    task: Name
+    queue: QueueName
+    args: list[Any] = Field(default_factory=list, max_length=1000)
+    kwargs: dict[Name, Any] = Field(default_factory=dict, max_length=1000)
+    #: ``.si()``: the previous result is not prepended to ``args``.
+    immutable: bool = False
+
+
+class ChordLink(_Wire):
+    """This message is member ``member`` of chord ``Continuation.workflow``."""
+
+    member: int = Field(ge=0, lt=MAX_CHORD_SIZE)
+    size: int = Field(ge=1, le=MAX_CHORD_SIZE)
+    #: Published (once) when every member has succeeded, with their results in order.
+    callback: Step
+
+    @model_validator(mode="after")
+    def _member_in_range(self) -> ChordLink:
+        if self.member >= self.size:
+            raise ValueError(f"chord member {self.member} of a chord of {self.size}")
+        return self
+
+
+class Continuation(_Wire):
+    """What comes after this message in its workflow (format version 1).
+
+    A chain step carries the steps after it (``rest``); a chord member
+    carries its chord (``chord``). It travels inside the message, so the
+    workflow lives as long as its current message: no producer is needed
+    once the first message is published. Flat by construction (a Step holds
+    no continuation), and bounded in length: a hostile one is refused on
+    decode like any malformed body.
+    """
+
+    v: Literal[1] = 1
+    workflow: WorkflowId
+    #: This message's place: its step index in the chain (0 for a chord member).
+    step: int = Field(default=0, ge=0, lt=MAX_CHAIN_STEPS)
+    rest: list[Step] = Field(default_factory=list, max_length=MAX_CHAIN_STEPS)
+    chord: ChordLink | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Continuation:
+        if self.chord is not None and (self.rest or self.step):
+            raise ValueError("a chord member carries no chain steps")
+        if self.step + len(self.rest) >= MAX_CHAIN_STEPS:
+            raise ValueError(f"a chain holds at most {MAX_CHAIN_STEPS} steps")
+        return self
+
+    @property
+    def result_id(self) -> str:
+        """The task id whose record is the whole workflow's result."""
+        if self.chord is not None:
+            return callback_id(self.workflow)
+        return step_id(self.workflow, self.step + len(self.rest))
 
 
 class Message(BaseModel):
@@ -69,9 +166,12 @@ class Message(BaseModel):
     #: Text added by publish hooks (trace context); sent only when not empty,
     #: so a worker of an earlier version still takes messages without them.
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=64)
+    #: The rest of a workflow (chain, chord) this message belongs to; sent
+    #: only when set, so plain messages stay readable by earlier workers.
+    then: Continuation | None = None
 
     def encode(self, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
-        body = self.model_dump_json(exclude=None if self.headers else _NO_HEADERS).encode()
+        body = self.model_dump_json(exclude=_EXCLUDED[not self.headers, self.then is None]).encode()
         if len(body) > max_bytes:
             raise MessageTooLarge(
                 f"message for task {self.task!r} is {len(body)} bytes, over the "

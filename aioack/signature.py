@@ -70,6 +70,31 @@ class TaskSignature:
             bound.arguments[name] = self._wire_value(name, value)
         return list(bound.args), dict(bound.kwargs)
 
+    def to_wire_after(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """``to_wire`` for a call whose first positional argument comes later.
+
+        A workflow step receives the previous step's result as its first
+        argument; what the call site gave is checked now: the arity (with
+        room for that argument) and each value given.
+
+        Raises:
+            InvalidArguments: as ``to_wire``.
+        """
+        bound = self._bind((_LATER, *args), kwargs)
+        for name, value in bound.arguments.items():
+            if value is _LATER:
+                continue
+            if isinstance(value, tuple) and value[:1] == (_LATER,):  # *args took it
+                rest = self._wire_value(name, value[1:])
+                bound.arguments[name] = (_LATER, *rest)
+            else:
+                bound.arguments[name] = self._wire_value(name, value)
+        later, *given = bound.args
+        assert later is _LATER  # bound first: nothing else can sit there
+        return given, dict(bound.kwargs)
+
     def from_wire(
         self, args: list[Any], kwargs: dict[str, Any], context: object
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -158,6 +183,16 @@ class TaskSignature:
             return self.public.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidArguments(f"{self._name}{self.public}: {exc}") from exc
+
+
+class _Later:
+    """Stands for the argument a workflow step receives from the step before it."""
+
+    def __repr__(self) -> str:
+        return "<the previous step's result>"
+
+
+_LATER = _Later()
 
 
 def _annotation(param: inspect.Parameter, hints: dict[str, Any]) -> Any:

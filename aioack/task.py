@@ -23,12 +23,13 @@ from aioack._unique import stored_key, unique_window_s
 from aioack.errors import (
     BrokerUnavailable,
     ConfigurationError,
+    InvalidArguments,
     JoinInsideTask,
     ResultTimeout,
     TaskFailed,
     TaskRevoked,
 )
-from aioack.message import Message, new_task_id, summarize
+from aioack.message import Message, Step, new_task_id, summarize
 from aioack.options import TaskOptions, check_queue_name
 from aioack.results.base import Effect, ResultBackend, ResultRecord, State
 from aioack.signature import TaskSignature
@@ -481,12 +482,80 @@ class Task(Generic[P, R]):
             raise
         return AsyncResult(message.id, self.name, queue, producer)
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature of this task for a workflow: ``chain``, ``group``, ``chord``.
+
+        In a chain (and as a chord's callback) the previous result is
+        prepended to ``args``, as in Celery. The arguments are checked where
+        the workflow is built (``chain(...)``), as ``delay()`` checks them;
+        here, only that they fit the signature at all.
+
+        Raises:
+            InvalidArguments: more arguments than the task takes, or an unknown keyword.
+        """
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """An immutable signature: it takes no previous result; checked now, as ``delay()``.
+
+        Raises:
+            InvalidArguments: the arguments do not fit the task's signature.
+        """
+        return Signature(self, args, kwargs, immutable=True)
+
     async def run_inline(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, without a broker (for tests and scripts)."""
         result = self.fn(*args, **kwargs)
         if self.is_async:
             return await result  # type: ignore[no-any-return]
         return result  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Signature(Generic[R]):
+    """A task and some of its arguments, to run later as a workflow step."""
+
+    task: Task[Any, R]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    #: ``.si()``: the previous step's result is not passed to it.
+    immutable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.immutable:
+            self.task.signature.to_wire(self.args, dict(self.kwargs))
+        else:  # what fits with or without a result before it
+            try:
+                self.task.signature.public.bind_partial(*self.args, **self.kwargs)
+            except TypeError as exc:
+                raise InvalidArguments(f"{self.task.name}.s(): {exc}") from exc
+
+    def step(self, *, receives: bool) -> Step:
+        """The step on the wire; ``receives``: a result will be prepended to its arguments.
+
+        Raises:
+            InvalidArguments: the arguments do not fit the task's signature.
+            ValueError: more arguments than a message may carry.
+        """
+        call = self.task.signature
+        receives = receives and not self.immutable
+        args, kwargs = (call.to_wire_after if receives else call.to_wire)(
+            self.args, dict(self.kwargs)
+        )
+        try:
+            return Step(
+                task=self.task.name,
+                queue=self.task.options.queue,
+                args=args,
+                kwargs=kwargs,
+                immutable=not receives,
+            )
+        except ValidationError as exc:
+            raise ValueError(f"{self.task.name}.s(): {summarize(exc)}") from exc
+
+    def __repr__(self) -> str:
+        call = ", ".join([*map(repr, self.args), *(f"{k}={v!r}" for k, v in self.kwargs.items())])
+        return f"{self.task.name}.{'si' if self.immutable else 's'}({call})"
 
 
 class _ApplyOptions(typing.NamedTuple):

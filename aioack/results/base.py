@@ -301,3 +301,20 @@ class ResultBackend(ABC):
             BrokerUnavailable: it frees itself when its lease runs out.
         """
         raise self._no_control("concurrency slots")
+
+    # -- workflows (docs/workflows.md) -----------------------------------------
+
+    async def chord_member_done(self, chord_id: str, member_id: str, size: int) -> bool:
+        """Count ``member_id`` as a completed member of chord ``chord_id`` of ``size``.
+
+        Atomic across every worker: a member counted twice (a duplicate
+        delivery) counts once. True when the set is complete and publishing
+        the callback is this member's job: the call that completed the set,
+        and any later call of that same member (its worker died before it
+        published the callback and acked). False for every other call, for
+        ever. The first call fixes the chord's size. Kept as long as results.
+
+        Raises:
+            BrokerUnavailable: unknown whether it was counted; count it again.
+        """
+        raise self._no_control("chords")

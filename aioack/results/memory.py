@@ -42,6 +42,14 @@ class _Key:
     done: bool = False
 
 
+@dataclass(slots=True)
+class _Chord:
+    size: int
+    until: float
+    done: set[str]
+    fired_by: str | None = None
+
+
 class MemoryResultBackend(ResultBackend):
     """Keeps records in a dict; waiters sleep on one ``asyncio.Event`` per task id."""
 
@@ -63,6 +71,8 @@ class MemoryResultBackend(ResultBackend):
         self._reserves = 0
         #: Concurrency slots: key -> owner -> monotonic deadline of its lease.
         self._slots: dict[str, dict[str, float]] = {}
+        #: Chords: id -> (size, completed member ids, the member that fired, monotonic expiry).
+        self._chords: dict[str, _Chord] = {}
 
     @property
     def location(self) -> str:
@@ -202,3 +212,17 @@ class MemoryResultBackend(ResultBackend):
             holders.pop(owner, None)
             if not holders:
                 del self._slots[key]
+
+    # -- chords (docs/workflows.md) ------------------------------------------------
+
+    async def chord_member_done(self, chord_id: str, member_id: str, size: int) -> bool:
+        now = self._clock()
+        chord = self._chords.get(chord_id)
+        if chord is None or chord.until <= now:
+            if len(self._chords) % _SWEEP_UNIQUE_EVERY == 0:  # chords whose time ended
+                self._chords = {k: c for k, c in self._chords.items() if c.until > now}
+            chord = self._chords[chord_id] = _Chord(size, now + self.result_expires_s, set())
+        chord.done.add(member_id)
+        if chord.fired_by is None and len(chord.done) >= chord.size:
+            chord.fired_by = member_id
+        return chord.fired_by == member_id

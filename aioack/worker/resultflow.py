@@ -29,6 +29,7 @@ from aioack.errors import BrokerError, ConfigurationError
 from aioack.results.base import ClaimStatus, ResultBackend, ResultRecord, State
 from aioack.worker.concurrency import ConcurrencyGate
 from aioack.worker.runner import Job, RunResult, failed
+from aioack.worker.workflows import Workflows, stopped_quietly
 
 if TYPE_CHECKING:
     from aioack.task import Task
@@ -67,6 +68,8 @@ class ResultFlow:
         self.slots = ConcurrencyGate(
             backend, lease_s=lease_s, worker_id=worker_id, busy_delay_s=self.busy_delay_s
         )
+        #: What comes after a workflow step (the Worker sets it when there is a backend).
+        self.workflows: Workflows | None = None
 
     def check(self, tasks: list[Task[Any, Any]]) -> None:
         """Raises ConfigurationError when an idempotent task has no ledger to use."""
@@ -208,6 +211,10 @@ class ResultFlow:
             return action
         record = _final_record(job, result, action)
         try:
+            if record is not None and self.workflows is not None and job.message.then is not None:
+                # Before the record completes a key and before the ack: a crash or an
+                # error from here on leaves a redelivery that publishes the next step again.
+                await self.workflows.advance(job, record)
             if claimed is not None and _completes(record):
                 await backend.complete(claimed.key, claimed.owner, record)
             elif record is not None:
@@ -292,6 +299,7 @@ class ResultFlow:
             await self.backend.store(record)
         except BrokerError as exc:
             logger.warning("task %s: could not store %s: %s", held.label, state.value, exc)
+        await stopped_quietly(self.workflows, message, record)
 
 
 def _completes(record: ResultRecord | None) -> TypeGuard[ResultRecord]:

@@ -46,6 +46,7 @@ from aioack.worker.runner import Checks, Job, RunResult, execute, prepare
 from aioack.worker.settings import CLOSE_ALLOWANCE_S, Redactor, WorkerSettings
 from aioack.worker.shutdown import Stopping, signals
 from aioack.worker.watermarks import sample, watched
+from aioack.worker.workflows import Workflows
 
 logger = logging.getLogger("aioack.worker")
 
@@ -108,6 +109,10 @@ class Worker:
         self._terminated: set[str] = set()
         self._checks = Checks(tasks, settings.max_message_bytes, results, self._revocations)
         self._results = ResultFlow(results, lease_s=settings.idempotency_lease, worker_id=self.id)
+        if results is not None:
+            self._results.workflows = Workflows(
+                tasks, broker, results, max_message_bytes=settings.max_message_bytes
+            )
         self._background: asyncio.Task[None] | None = None
         self._connection_lost = False
         self._idle_checks = 0

@@ -18,6 +18,8 @@
   (``revocations.py``).
 - Concurrency slots are a sorted set per key, ``{prefix}:slots:{key}``
   (``slots.py``).
+- A chord is a set of its completed members and a hash with its size and
+  the member that fired it, ``{prefix}:chord:{id}`` (``chords.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
-from aioack.results.redis import revocations, unique
+from aioack.results.redis import chords, revocations, unique
 from aioack.results.redis.slots import SlotScripts
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
@@ -373,6 +375,14 @@ class RedisResultBackend(ResultBackend):
     async def release_slot(self, key: str, owner: str) -> None:
         with _translated():
             await self._open().slots.release(self._slots_key(key), owner)
+
+    # -- chords (chords.py) ---------------------------------------------------------
+
+    async def chord_member_done(self, chord_id: str, member_id: str, size: int) -> bool:
+        with _translated():
+            return await chords.member_done(
+                self._open().client, self.prefix, chord_id, member_id, size, self.result_expires_s
+            )
 
 
 class _Session:

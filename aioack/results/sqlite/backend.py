@@ -7,6 +7,8 @@
   transaction on the connection's thread (``aioack._sqlite``), so they are
   atomic across every process using the file.
 - ``key_slots``: one row per run holding a concurrency slot (``slots.py``).
+- ``chords`` and ``chord_members``: each chord's size and firing member, and
+  one row per member that completed (``chords.py``).
 - Waiting for a result reads the record again each ``poll_interval``
   (SQLite cannot notify another process); a wait on a task of this process
   wakes at once.
@@ -36,7 +38,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
-from aioack.results.sqlite import revocations, slots, unique
+from aioack.results.sqlite import chords, revocations, slots, unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 3
@@ -126,6 +128,7 @@ class SQLiteResultBackend(ResultBackend):
         self._io: SQLiteIO | None = None
         self._stores = 0
         self._reserves = 0
+        self._chord_counts = 0
         #: task id -> the events of this process's waiters, set on a final store.
         self._final: dict[str, set[asyncio.Event]] = {}
         #: Set when this process adds a revocation: its own readers wake at once.
@@ -316,6 +319,23 @@ class SQLiteResultBackend(ResultBackend):
 
     async def release_slot(self, key: str, owner: str) -> None:
         await self._run(functools.partial(slots.release, key=key, owner=owner))
+
+    # -- chords (chords.py) ---------------------------------------------------------
+
+    async def chord_member_done(self, chord_id: str, member_id: str, size: int) -> bool:
+        self._chord_counts += 1
+        fires: bool = await self._run(
+            functools.partial(
+                chords.member_done,
+                chord_id=chord_id,
+                member_id=member_id,
+                size=size,
+                now=time.time(),
+                keep_s=self.result_expires_s,
+                sweep=self._chord_counts % _SWEEP_EVERY == 0,
+            )
+        )
+        return fires
 
 
 # -- statements, run on the connection's thread ------------------------------------
