@@ -44,6 +44,7 @@ REASONS = (
     "worker_lost",
     "expired",
     "queue_full",
+    "no_results",
     "maxlen",
     "unknown",
 )

@@ -73,6 +73,14 @@ def prepare(checks: Checks, held: Held, context_ack: Any) -> Job | Action:
     task = checks.tasks.get(message.task)
     if task is None:
         return dead_letter("unknown_task", f"no task registered as {message.task!r}")
+    if message.then is not None and checks.results is None:
+        # Run here, its next step would never be published: kept, to replay
+        # once the worker has the result backend the workflow lives in.
+        return dead_letter(
+            "no_results",
+            "a workflow step needs a worker with a result backend (--results URL or "
+            "App(results=...)): replay it from the dead letters once it has one",
+        )
     rejected = admit(
         task.options,
         delivery_count=delivery.delivery_count,

@@ -286,3 +286,24 @@ async def test_a_next_step_whose_publish_fails_is_published_again_under_the_same
     assert await result.get(WAIT_S) == 20
     assert published == ["wf-lost-1", "wf-lost-1"]  # one id, published twice
     assert starts == Counter(first=2, second=1)
+
+
+async def test_a_step_reaching_a_worker_without_results_is_kept_as_a_dead_letter(
+    broker: Broker, results: ResultBackend, new_queue: Callable[[], str]
+) -> None:
+    producer, queue = _app(broker, results), new_queue()
+    consumer = App(broker=broker)  # a worker started without --results
+    starts: list[int] = []
+
+    for app in (producer, consumer):
+
+        @app.task(queue=queue, name="wf.step")
+        async def step(x: int) -> int:
+            starts.append(x)
+            return x + 1
+
+    await chain(producer.tasks["wf.step"].s(1), producer.tasks["wf.step"].s()).apply_async()
+    await run_until_idle(consumer, [queue])
+    assert starts == []  # never run: its next step would have been lost
+    letters = await broker.dead_letters(queue)
+    assert [letter.reason for letter in letters] == ["no_results"]
