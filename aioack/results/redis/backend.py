@@ -18,6 +18,8 @@
   (``revocations.py``).
 - Concurrency slots are a sorted set per key, ``{prefix}:slots:{key}``
   (``slots.py``).
+- Rate limits are a TAT and a sorted set of booked tokens per key,
+  ``{prefix}:rate:{key}`` and ``{prefix}:rate-booked:{key}`` (``rates.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from aioack.results.base import (
     Revocation,
 )
 from aioack.results.redis import revocations, unique
+from aioack.results.redis.rates import RateScript
 from aioack.results.redis.slots import SlotScripts
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
@@ -374,6 +377,13 @@ class RedisResultBackend(ResultBackend):
         with _translated():
             await self._open().slots.release(self._slots_key(key), owner)
 
+    # -- rate limits (rates.py) ----------------------------------------------------
+
+    async def reserve_rate(self, key: str, ticket: str, interval_s: float, late_s: float) -> float:
+        keys = (f"{self.prefix}:rate:{key}", f"{self.prefix}:rate-booked:{key}")
+        with _translated():
+            return await self._open().rates.reserve(keys, ticket, interval_s, late_s)
+
 
 class _Session:
     """One client and what is bound to it: made together, closed together."""
@@ -383,6 +393,7 @@ class _Session:
         self.scripts = _Scripts(client)
         self.writes = WriteBatcher(client)
         self.slots = SlotScripts(client)
+        self.rates = RateScript(client)
 
 
 class _Scripts:

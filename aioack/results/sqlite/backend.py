@@ -7,6 +7,7 @@
   transaction on the connection's thread (``aioack._sqlite``), so they are
   atomic across every process using the file.
 - ``key_slots``: one row per run holding a concurrency slot (``slots.py``).
+- ``rate_limits``: each rate-limited key's GCRA state and booked tokens (``rates.py``).
 - Waiting for a result reads the record again each ``poll_interval``
   (SQLite cannot notify another process); a wait on a task of this process
   wakes at once.
@@ -36,7 +37,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
-from aioack.results.sqlite import revocations, slots, unique
+from aioack.results.sqlite import rates, revocations, slots, unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 3
@@ -126,6 +127,7 @@ class SQLiteResultBackend(ResultBackend):
         self._io: SQLiteIO | None = None
         self._stores = 0
         self._reserves = 0
+        self._rate_reserves = 0
         #: task id -> the events of this process's waiters, set on a final store.
         self._final: dict[str, set[asyncio.Event]] = {}
         #: Set when this process adds a revocation: its own readers wake at once.
@@ -316,6 +318,22 @@ class SQLiteResultBackend(ResultBackend):
 
     async def release_slot(self, key: str, owner: str) -> None:
         await self._run(functools.partial(slots.release, key=key, owner=owner))
+
+    # -- rate limits (rates.py) ----------------------------------------------------
+
+    async def reserve_rate(self, key: str, ticket: str, interval_s: float, late_s: float) -> float:
+        self._rate_reserves += 1
+        wait_s: float = await self._run(
+            functools.partial(
+                rates.reserve,
+                key=key,
+                ticket=ticket,
+                interval_s=interval_s,
+                late_s=late_s,
+                sweep_too=self._rate_reserves % _SWEEP_EVERY == 0,
+            )
+        )
+        return wait_s
 
 
 # -- statements, run on the connection's thread ------------------------------------
