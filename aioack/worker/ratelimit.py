@@ -72,7 +72,5 @@ class RateGate:
             return Action(ActionKind.DEFER, delay_s=self._busy_delay_s, reason=REASON)
         if wait_s <= 0:
             return None
-        logger.info(
-            "task %s: rate limit %s; its token is in %.3fs", job.held.label, rate, wait_s
-        )
+        logger.info("task %s: rate limit %s; its token is in %.3fs", job.held.label, rate, wait_s)
         return Action(ActionKind.DEFER, delay_s=min(wait_s, MAX_DEFER_S), reason=REASON)

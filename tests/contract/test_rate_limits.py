@@ -20,7 +20,6 @@ from aioack import App, Hook
 from aioack.brokers import Broker
 from aioack.hooks import SettledEvent
 from aioack.results import ResultBackend
-from aioack.testing import run_until_idle
 
 pytestmark = pytest.mark.contract
 
