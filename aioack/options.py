@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aioack._rate import Rate, parse_rate
 from aioack.message import MAX_ATTEMPT, MAX_DELIVERY_COUNT
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
@@ -67,11 +68,27 @@ class TaskOptions(BaseModel):
     #: or the lax conversions (False). Either way a value that would not arrive
     #: unchanged through JSON is refused at the call site.
     strict_arguments: bool = True
+    #: At most this many runs start per second, minute or hour, across every
+    #: worker: "100/m", "10/s", "5/h", or a number per second (Celery's forms;
+    #: docs/task-control.md). Checked here, at decoration time.
+    rate_limit: str | float | None = None
 
     @field_validator("queue")
     @classmethod
     def _queue_name(cls, value: str) -> str:
         return check_queue_name(value)
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    @property
+    def rate(self) -> Rate | None:
+        """``rate_limit`` parsed (valid: checked at decoration), or None."""
+        return None if self.rate_limit is None else parse_rate(self.rate_limit)
 
     @field_validator("autoretry_for")
     @classmethod

@@ -318,3 +318,20 @@ class ResultBackend(ABC):
             BrokerUnavailable: unknown whether it was counted; count it again.
         """
         raise self._no_control("chords")
+
+    # -- rate limits (docs/task-control.md "Rate limits") ------------------------
+
+    async def reserve_rate(self, key: str, ticket: str, interval_s: float, late_s: float) -> float:
+        """Book the next token of ``key`` (one every ``interval_s`` s, GCRA) for ``ticket``.
+
+        Returns the seconds until that token: 0 means run now. Otherwise the
+        token is booked for ``ticket`` (a message id): asking again before
+        its time returns what remains, from its time on (up to ``late_s``
+        after it) 0, and later a new token is booked. Atomic across workers,
+        by the backend's clock, so many callers at once each get their own
+        token, one interval apart, and none comes back to find it taken.
+
+        Raises:
+            BrokerUnavailable: unknown; do not run now.
+        """
+        raise self._no_control("rate limits")

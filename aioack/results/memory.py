@@ -19,6 +19,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
+from aioack.results.rates import step
 from aioack.results.revocations import live
 from aioack.urls import parse_options
 
@@ -73,6 +74,10 @@ class MemoryResultBackend(ResultBackend):
         self._slots: dict[str, dict[str, float]] = {}
         #: Chords: id -> (size, completed member ids, the member that fired, monotonic expiry).
         self._chords: dict[str, _Chord] = {}
+        #: Rate limits (rates.py): key -> TAT; (key, ticket) -> (booked token, void after).
+        self._tats: dict[str, float] = {}
+        self._bookings: dict[tuple[str, str], tuple[float, float]] = {}
+        self._rate_reserves = 0
 
     @property
     def location(self) -> str:
@@ -226,3 +231,27 @@ class MemoryResultBackend(ResultBackend):
         if chord.fired_by is None and len(chord.done) >= chord.size:
             chord.fired_by = member_id
         return chord.fired_by == member_id
+
+    # -- rate limits (rates.py) ----------------------------------------------------
+
+    async def reserve_rate(self, key: str, ticket: str, interval_s: float, late_s: float) -> float:
+        now = self._clock()
+        self._rate_reserves += 1
+        if self._rate_reserves % 1_000 == 0:  # now and then: what can no longer matter goes
+            self._tats = {k: tat for k, tat in self._tats.items() if tat > now}
+            self._bookings = {k: b for k, b in self._bookings.items() if b[1] >= now}
+        booking = self._bookings.get((key, ticket))
+        taken = step(
+            self._tats.get(key),
+            None if booking is None else booking[0],
+            now=now,
+            interval_s=interval_s,
+            late_s=late_s,
+        )
+        if taken.tat is not None:
+            self._tats[key] = taken.tat
+        if taken.book_at is not None:
+            self._bookings[(key, ticket)] = (taken.book_at, taken.book_at + late_s)
+        elif taken.drop_booking:
+            del self._bookings[(key, ticket)]
+        return taken.wait_s

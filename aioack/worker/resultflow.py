@@ -2,8 +2,9 @@
 
 The Worker asks it three things per delivery, in order:
 
-1. ``before_run``: may this run start? A task with ``limit_concurrency``
-   takes a slot of its key first (``concurrency.py``). For an effect-once run it claims the
+1. ``before_run``: may this run start? A task with ``rate_limit`` takes a
+   token first (``ratelimit.py``), one with ``limit_concurrency`` a slot of
+   its key (``concurrency.py``). For an effect-once run it claims the
    idempotency key first; a key some run already completed is acked without
    running (its result copied to this task id); a key a live run holds sends
    the delivery back with a delay (a worker slot is never blocked on it).
@@ -28,6 +29,7 @@ from aioack.decide import REQUEUE, REVOKED, Action, ActionKind, Outcome, Outcome
 from aioack.errors import BrokerError, ConfigurationError
 from aioack.results.base import ClaimStatus, ResultBackend, ResultRecord, State
 from aioack.worker.concurrency import ConcurrencyGate
+from aioack.worker.ratelimit import RateGate
 from aioack.worker.runner import Job, RunResult, failed
 from aioack.worker.workflows import Workflows, stopped_quietly
 
@@ -70,6 +72,7 @@ class ResultFlow:
         )
         #: What comes after a workflow step (the Worker sets it when there is a backend).
         self.workflows: Workflows | None = None
+        self.rates = RateGate(backend, busy_delay_s=self.busy_delay_s)
 
     def check(self, tasks: list[Task[Any, Any]]) -> None:
         """Raises ConfigurationError when an idempotent task has no ledger to use."""
@@ -80,6 +83,7 @@ class ResultFlow:
                 "(App(results='redis://...')): the effect-once ledger lives there"
             )
         self.slots.check(tasks)
+        self.rates.check(tasks)
 
     @property
     def busy_delay_s(self) -> float:
@@ -92,6 +96,10 @@ class ResultFlow:
         backend = self.backend
         if backend is None:
             return None
+        # The token first: a run sent back for its token holds no slot meanwhile.
+        gate = await self.rates.admit(job)
+        if gate is not None:
+            return gate
         gate = await self.slots.acquire(job)
         if gate is not None:
             await self.refused(job.held, gate)  # a key that could not be computed

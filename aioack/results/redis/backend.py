@@ -20,6 +20,8 @@
   (``slots.py``).
 - A chord is a set of its completed members and a hash with its size and
   the member that fired it, ``{prefix}:chord:{id}`` (``chords.py``).
+- Rate limits are a TAT and a sorted set of booked tokens per key,
+  ``{prefix}:rate:{key}`` and ``{prefix}:rate-booked:{key}`` (``rates.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from aioack.results.base import (
     Revocation,
 )
 from aioack.results.redis import chords, revocations, unique
+from aioack.results.redis.rates import RateScript
 from aioack.results.redis.slots import SlotScripts
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
@@ -384,6 +387,13 @@ class RedisResultBackend(ResultBackend):
                 self._open().client, self.prefix, chord_id, member_id, size, self.result_expires_s
             )
 
+    # -- rate limits (rates.py) ----------------------------------------------------
+
+    async def reserve_rate(self, key: str, ticket: str, interval_s: float, late_s: float) -> float:
+        keys = (f"{self.prefix}:rate:{key}", f"{self.prefix}:rate-booked:{key}")
+        with _translated():
+            return await self._open().rates.reserve(keys, ticket, interval_s, late_s)
+
 
 class _Session:
     """One client and what is bound to it: made together, closed together."""
@@ -393,6 +403,7 @@ class _Session:
         self.scripts = _Scripts(client)
         self.writes = WriteBatcher(client)
         self.slots = SlotScripts(client)
+        self.rates = RateScript(client)
 
 
 class _Scripts:

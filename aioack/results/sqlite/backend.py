@@ -9,6 +9,7 @@
 - ``key_slots``: one row per run holding a concurrency slot (``slots.py``).
 - ``chords`` and ``chord_members``: each chord's size and firing member, and
   one row per member that completed (``chords.py``).
+- ``rate_limits``: each rate-limited key's GCRA state and booked tokens (``rates.py``).
 - Waiting for a result reads the record again each ``poll_interval``
   (SQLite cannot notify another process); a wait on a task of this process
   wakes at once.
@@ -38,7 +39,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
 )
-from aioack.results.sqlite import chords, revocations, slots, unique
+from aioack.results.sqlite import chords, rates, revocations, slots, unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 3
@@ -129,6 +130,7 @@ class SQLiteResultBackend(ResultBackend):
         self._stores = 0
         self._reserves = 0
         self._chord_counts = 0
+        self._rate_reserves = 0
         #: task id -> the events of this process's waiters, set on a final store.
         self._final: dict[str, set[asyncio.Event]] = {}
         #: Set when this process adds a revocation: its own readers wake at once.
@@ -336,6 +338,22 @@ class SQLiteResultBackend(ResultBackend):
             )
         )
         return fires
+
+    # -- rate limits (rates.py) ----------------------------------------------------
+
+    async def reserve_rate(self, key: str, ticket: str, interval_s: float, late_s: float) -> float:
+        self._rate_reserves += 1
+        wait_s: float = await self._run(
+            functools.partial(
+                rates.reserve,
+                key=key,
+                ticket=ticket,
+                interval_s=interval_s,
+                late_s=late_s,
+                sweep_too=self._rate_reserves % _SWEEP_EVERY == 0,
+            )
+        )
+        return wait_s
 
 
 # -- statements, run on the connection's thread ------------------------------------
