@@ -43,8 +43,9 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
     Revocation,
+    ScheduleState,
 )
-from aioack.results.redis import revocations, unique
+from aioack.results.redis import revocations, schedules, unique
 from aioack.results.redis.slots import SlotScripts
 from aioack.results.redis.writes import Command, WriteBatcher
 from aioack.urls import REDIS_CLIENT_QUERY, masked, parse_options
@@ -373,6 +374,19 @@ class RedisResultBackend(ResultBackend):
     async def release_slot(self, key: str, owner: str) -> None:
         with _translated():
             await self._open().slots.release(self._slots_key(key), owner)
+
+    # -- periodic schedules (schedules.py) ------------------------------------------
+
+    async def record_schedule(
+        self, name: str, *, fired: float | None, next_fire: float | None
+    ) -> None:
+        args = schedules.record_args(name, fired, next_fire, time.time())
+        with _translated():
+            await self.client.eval(schedules.RECORD, 1, schedules.hash_key(self.prefix), *args)  # type: ignore[misc]
+
+    async def schedule_states(self, names: Sequence[str] | None = None) -> dict[str, ScheduleState]:
+        with _translated():
+            return await schedules.states(self.client, schedules.hash_key(self.prefix), names)
 
 
 class _Session:

@@ -35,8 +35,9 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
     Revocation,
+    ScheduleState,
 )
-from aioack.results.sqlite import revocations, slots, unique
+from aioack.results.sqlite import revocations, schedules, slots, unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 3
@@ -316,6 +317,23 @@ class SQLiteResultBackend(ResultBackend):
 
     async def release_slot(self, key: str, owner: str) -> None:
         await self._run(functools.partial(slots.release, key=key, owner=owner))
+
+    # -- periodic schedules (schedules.py) ----------------------------------------
+
+    async def record_schedule(
+        self, name: str, *, fired: float | None, next_fire: float | None
+    ) -> None:
+        await self._run(
+            functools.partial(
+                schedules.record, name=name, fired=fired, next_fire=next_fire, now=time.time()
+            )
+        )
+
+    async def schedule_states(self, names: Sequence[str] | None = None) -> dict[str, ScheduleState]:
+        found: dict[str, ScheduleState] = await self._run(
+            functools.partial(schedules.states, names=names), write=False
+        )
+        return found
 
 
 # -- statements, run on the connection's thread ------------------------------------
