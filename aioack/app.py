@@ -511,10 +511,38 @@ class App:
     # -- periodic tasks (docs/periodic.md) -------------------------------------
 
     @overload
-    def periodic(self, task: Task[P, R], /, **schedule: Any) -> Schedule: ...
+    def periodic(
+        self,
+        task: Task[P, R],
+        /,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "once",
+        queue: str | None = None,
+        expires: float | None = None,
+    ) -> Schedule: ...
 
     @overload
-    def periodic(self, task: None = None, /, **schedule: Any) -> _PeriodicDecorator: ...
+    def periodic(
+        self,
+        task: None = None,
+        /,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "once",
+        queue: str | None = None,
+        expires: float | None = None,
+    ) -> _PeriodicDecorator: ...
 
     def periodic(
         self,
@@ -590,7 +618,9 @@ class App:
         Raises:
             ConfigurationError: a bad lease.
         """
-        return Scheduler(list(self.schedules.values()), self, lease_s=lease, clock=clock, sleep=sleep)
+        return Scheduler(
+            list(self.schedules.values()), self, lease_s=lease, clock=clock, sleep=sleep
+        )
 
     def get_task(self, name: str) -> Task[Any, Any]:
         """The task registered as ``name``.

@@ -91,6 +91,16 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         help="address the health server listens on (127.0.0.1; 0.0.0.0 in a Kubernetes pod)",
     )
     add_metrics_arguments(worker)
+    worker.add_argument(
+        "--scheduler",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also fire the App's periodic tasks (on when the App declares any; each tick "
+        "fires once however many workers run it: docs/periodic.md)",
+    )
+    from aioack.cli.scheduler import add_lease_argument  # its module imports this one
+
+    add_lease_argument(worker)
     worker.set_defaults(run=run)
 
 
@@ -185,6 +195,8 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             "(a file, no server), or redis:// / amqp://"
         )
     _check_hosts(args)
+    from aioack.cli.scheduler import embedded  # its module imports this one
+
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     _warn_unused_queues(queues, app, args.app)
     hooks = [load_hook(spec) for spec in args.hook]
@@ -207,7 +219,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
                 f"{args.health_host}:{args.health_port} ({exc})"
             ) from exc
     try:
-        async with served(metrics, args, app, worker.settings.queues):
+        async with served(metrics, args, app, worker.settings.queues), embedded(app, args):
             await worker.run(burst=args.burst, install_signal_handlers=True)
     finally:
         if probe is not None:

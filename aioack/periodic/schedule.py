@@ -17,7 +17,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from aioack.errors import ConfigurationError
 
@@ -72,7 +72,7 @@ class Schedule:
             return found
         # croniter's get_prev is strictly before its start: start a second past now.
         start = dt.datetime.fromtimestamp(math.floor(now) + 1, self.zone)
-        walk = croniter(self.cron, start)
+        walk = croniter(self._cron, start)
         while len(found) < limit and (tick := walk.get_prev(float)) > after:
             found.append(tick)
         return found
@@ -82,7 +82,12 @@ class Schedule:
         if self.every_s is not None:
             return (math.floor(now / self.every_s) + 1) * self.every_s
         start = dt.datetime.fromtimestamp(now, self.zone)
-        return float(croniter(self.cron, start).get_next(float))
+        return float(croniter(self._cron, start).get_next(float))
+
+    @property
+    def _cron(self) -> str:
+        assert self.cron is not None  # a schedule is cron or every: checked when declared
+        return self.cron
 
     def tick_id(self, tick: float) -> str:
         """The task id (and idempotency key) of the run of ``tick``: the same everywhere."""
@@ -136,7 +141,9 @@ def _check_every(where: str, every: object) -> float:
 
 def _check_tz(where: str, tz: object) -> zoneinfo.ZoneInfo:
     if not isinstance(tz, str):
-        raise ConfigurationError(f"{where}: tz must be an IANA time zone name such as 'Europe/Paris'")
+        raise ConfigurationError(
+            f"{where}: tz must be an IANA time zone name such as 'Europe/Paris'"
+        )
     try:
         return zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
@@ -157,7 +164,7 @@ def _check_cron(where: str, cron: object, zone: zoneinfo.ZoneInfo) -> str:
         # Built and walked once: a bad field fails here, and so does a date
         # that never comes (Feb 30).
         croniter(cron, dt.datetime(2000, 1, 1, tzinfo=zone)).get_next(float)
-    except (CroniterBadCronError, CroniterBadDateError, CroniterError, ValueError) as exc:
+    except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
         raise ConfigurationError(f"{where}: invalid cron expression {cron!r}: {exc}") from exc
     return cron
 

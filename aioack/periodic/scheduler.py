@@ -10,12 +10,18 @@ every tick of every schedule; the result backend decides which one fires it:
    Every scheduler fires only ticks after the last fire, so a fired tick is
    never claimed again, even once its claim has expired.
 
+A schedule's due ticks are claimed oldest first, and a tick held by another
+scheduler ends the pass for that schedule: so the last fire never moves past
+a claimed tick that was not published.
+
 The crash gap: a scheduler that dies between 1 and 3 leaves the claim to
 expire; within one lease another scheduler claims the tick again and
-publishes it (if the schedule's ``missed`` policy still fires it). Had the
-dead one published before dying, that second publish carries the same task
-id and idempotency key: the worker runs it once (effect-once), so the tick
-is still one run. A scheduler stopped cleanly frees its claim at once.
+publishes it (unless, under missed="once" or "skip", a newer tick of the
+schedule came due meanwhile: then it is a missed tick, and the policy
+applies). Had the dead one published before dying, that second publish
+carries the same task id and idempotency key: the worker runs it once
+(effect-once), so the tick is still one run. A scheduler stopped cleanly
+frees its claim at once.
 """
 
 from __future__ import annotations
@@ -65,7 +71,9 @@ class Scheduler:
         owner: str | None = None,
     ) -> None:
         if not 0 < lease_s <= 3600:
-            raise ConfigurationError(f"scheduler lease must be in (0, 3600] seconds, not {lease_s!r}")
+            raise ConfigurationError(
+                f"scheduler lease must be in (0, 3600] seconds, not {lease_s!r}"
+            )
         self.schedules = list(schedules)
         self.lease_s = float(lease_s)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -113,7 +121,10 @@ class Scheduler:
             last = state.last_fire if state is not None else None
             upcoming = schedule.next_after(now)
             for tick in self.due(schedule, last, now):
-                await self._fire(backend, schedule, tick, upcoming)
+                # In order: a tick held by another scheduler stops this pass, so the
+                # last fire never passes a tick claimed by one that then died.
+                if not await self._fire(backend, schedule, tick, upcoming):
+                    break
             if state is None or state.next_fire != upcoming:
                 await backend.record_schedule(schedule.name, fired=None, next_fire=upcoming)
             wake = min(wake, upcoming)
@@ -135,11 +146,13 @@ class Scheduler:
 
     async def _fire(
         self, backend: ResultBackend, schedule: Schedule, tick: float, upcoming: float
-    ) -> None:
+    ) -> bool:
+        """Claim, publish and record ``tick``; False if another scheduler holds it."""
         tick_id = schedule.tick_id(tick)
         holder = await backend.reserve_unique(tick_id, self.owner, self.lease_s)
-        if holder is not None:
-            return  # another scheduler fires it (or fired it: its record follows)
+        if holder is not None:  # another scheduler fires it (or fired it: its record follows)
+            logger.debug("periodic %s: tick %s held by %s", schedule.name, _when(tick), holder)
+            return False
         try:
             await self._producer.publish(self._message(schedule, tick, tick_id), schedule.queue)
         except BaseException:
@@ -158,6 +171,7 @@ class Scheduler:
             self._clock() - tick,
             extra={"event": "periodic_fire", "schedule": schedule.name, "task_id": tick_id},
         )
+        return True
 
     def _message(self, schedule: Schedule, tick: float, tick_id: str) -> Message:
         return Message(

@@ -191,6 +191,7 @@ async def test_a_scheduler_frozen_after_its_claim_is_taken_over_within_a_lease(
         stuck = group.create_task(frozen.run_once())
         await asyncio.wait_for(claimed.wait(), 20)
         assert await taker.run_once() and taker.fired == 0, "B fired a tick A holds"
+
         # B looks again until A's claim lapses (real time: the backend's TTL).
         async def taken_over() -> bool:
             await taker.run_once()

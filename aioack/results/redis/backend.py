@@ -382,7 +382,7 @@ class RedisResultBackend(ResultBackend):
     ) -> None:
         args = schedules.record_args(name, fired, next_fire, time.time())
         with _translated():
-            await self.client.eval(schedules.RECORD, 1, schedules.hash_key(self.prefix), *args)  # type: ignore[misc]
+            await self.client.eval(schedules.RECORD, 1, schedules.hash_key(self.prefix), *args)
 
     async def schedule_states(self, names: Sequence[str] | None = None) -> dict[str, ScheduleState]:
         with _translated():

@@ -38,7 +38,12 @@ def hash_key(prefix: str) -> str:
 
 def record_args(name: str, fired: float | None, next_fire: float | None, now: float) -> list[str]:
     # repr: every digit of the float survives the trip through Lua's tonumber.
-    return [name, "" if fired is None else repr(fired), "" if next_fire is None else repr(next_fire), repr(now)]
+    return [
+        name,
+        "" if fired is None else repr(fired),
+        "" if next_fire is None else repr(next_fire),
+        repr(now),
+    ]
 
 
 async def states(

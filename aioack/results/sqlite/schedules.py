@@ -39,7 +39,11 @@ def states(conn: sqlite3.Connection, *, names: Sequence[str] | None) -> dict[str
         rows = conn.execute(query).fetchall()
     else:
         wanted = list(names)
-        rows = [] if not wanted else conn.execute(
-            f"{query} WHERE name IN ({', '.join('?' * len(wanted))})", wanted
-        ).fetchall()
+        rows = (
+            []
+            if not wanted
+            else conn.execute(
+                f"{query} WHERE name IN ({', '.join('?' * len(wanted))})", wanted
+            ).fetchall()
+        )
     return {row[0]: ScheduleState(row[0], row[1], row[2], row[3]) for row in rows}
