@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
-from collections.abc import AsyncIterator
 
 from aioack.app import App
-from aioack.brokers import MemoryBroker
 from aioack.cli.codes import ExitCode
-from aioack.cli.worker import add_broker_arguments, app_for, close, seconds
+from aioack.cli.scheduling import add_lease_argument, new_scheduler
+from aioack.cli.worker import add_broker_arguments, app_for, close
 from aioack.errors import ConfigurationError
-from aioack.periodic import DEFAULT_TICK_LEASE_S, Scheduler
 
 EXAMPLES = """\
   python -m aioack scheduler myproj.tasks:app
@@ -38,17 +35,6 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
     add_broker_arguments(parser)
     add_lease_argument(parser)
     parser.set_defaults(run=run)
-
-
-def add_lease_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--scheduler-lease",
-        type=seconds,
-        default=DEFAULT_TICK_LEASE_S,
-        metavar="SECONDS",
-        help="seconds a tick claimed by a scheduler that died stays held before another "
-        f"scheduler fires it ({DEFAULT_TICK_LEASE_S:g})",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,40 +60,3 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             loop.remove_signal_handler(signum)
         await close(app)
     return ExitCode.OK
-
-
-def new_scheduler(app: App, lease_s: float) -> Scheduler:
-    """The App's scheduler, refused here (at start-up) if it cannot work.
-
-    Raises:
-        ConfigurationError: a memory:// broker (no other process sees its
-            publishes), no result backend (ticks are claimed there), a bad lease.
-    """
-    if isinstance(app.broker, MemoryBroker):
-        raise ConfigurationError(
-            "memory:// lives inside one process: a scheduler started from the command line "
-            "would publish where no worker can see it"
-        )
-    if app.results is None:
-        raise ConfigurationError(
-            "periodic tasks claim each tick in the result backend: give the App results=... "
-            "(or --results / AIOACK_RESULTS_URL); for a worker, --no-scheduler turns them off"
-        )
-    return app.scheduler(lease=lease_s)
-
-
-@contextlib.asynccontextmanager
-async def embedded(app: App, args: argparse.Namespace) -> AsyncIterator[None]:
-    """A worker's scheduler, running while the block runs (``--scheduler``, on by default
-    when the App declares periodic tasks)."""
-    wanted = args.scheduler if args.scheduler is not None else bool(app.schedules)
-    if not wanted or not app.schedules:
-        yield
-        return
-    scheduler = new_scheduler(app, args.scheduler_lease)
-    async with asyncio.TaskGroup() as group:
-        firing = group.create_task(scheduler.run())
-        try:
-            yield
-        finally:
-            firing.cancel()  # the worker stopped: so does its scheduler

@@ -15,6 +15,7 @@ from aioack.app import ENV_BROKER_URL, ENV_RESULTS_URL, App
 from aioack.brokers import MemoryBroker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import load_app, load_hook, load_redactor
+from aioack.cli.scheduling import add_lease_argument, embedded
 from aioack.errors import ConfigurationError
 from aioack.observe.health import HealthProbe
 from aioack.worker import CLOSE_ALLOWANCE_S
@@ -98,8 +99,6 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         help="also fire the App's periodic tasks (on when the App declares any; each tick "
         "fires once however many workers run it: docs/periodic.md)",
     )
-    from aioack.cli.scheduler import add_lease_argument  # its module imports this one
-
     add_lease_argument(worker)
     worker.set_defaults(run=run)
 
@@ -195,7 +194,6 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             "(a file, no server), or redis:// / amqp://"
         )
     _check_hosts(args)
-    from aioack.cli.scheduler import embedded  # its module imports this one
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     _warn_unused_queues(queues, app, args.app)
