@@ -21,6 +21,9 @@ from aioack.hooks import Hooks, PublishEvent
 from aioack.limits import QueueLimit, check_limits, publish_bounded
 from aioack.message import DEFAULT_MAX_MESSAGE_BYTES, Message
 from aioack.options import TaskOptions
+from aioack.periodic import DEFAULT_TICK_LEASE_S, Schedule, Scheduler
+from aioack.periodic.declare import new_schedule
+from aioack.periodic.schedule import check_schedule
 from aioack.results import MemoryResultBackend, ResultBackend, backend_from_url
 from aioack.results.base import Revocation
 from aioack.results.revocations import (
@@ -113,6 +116,8 @@ class App:
         self.use_results(results if results is not None else os.environ.get(ENV_RESULTS_URL))
         self.idempotency_lease = float(idempotency_lease)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: Periodic schedules by name (``app.periodic``; docs/periodic.md).
+        self.schedules: dict[str, Schedule] = {}
         self.max_message_bytes = max_message_bytes
         self._declared: set[str] = set()
         self._broker_options = broker_options
@@ -512,6 +517,120 @@ class App:
         integration closes stale database connections around plain defs)."""
         return self.tasks
 
+    # -- periodic tasks (docs/periodic.md) -------------------------------------
+
+    @overload
+    def periodic(
+        self,
+        task: Task[P, R],
+        /,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "once",
+        queue: str | None = None,
+        expires: float | None = None,
+    ) -> Schedule: ...
+
+    @overload
+    def periodic(
+        self,
+        task: None = None,
+        /,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "once",
+        queue: str | None = None,
+        expires: float | None = None,
+    ) -> _PeriodicDecorator: ...
+
+    def periodic(
+        self,
+        task: Task[Any, Any] | None = None,
+        /,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "once",
+        queue: str | None = None,
+        expires: float | None = None,
+    ) -> Schedule | _PeriodicDecorator:
+        """Run a task at each tick of ``cron`` (in time zone ``tz``) or ``every`` seconds.
+
+        As a decorator over a task (or a function, registered as a task),
+        ``@app.periodic(cron="*/5 * * * *", tz="Europe/Paris")``; or called
+        with a task, ``app.periodic(report, every=3600, args=("daily",),
+        name="daily-report")``, which returns the Schedule. ``missed``: what
+        ticks that passed while no scheduler ran do: "skip", "once" (fire the
+        newest, once: the default) or "all" (each, at most 100).
+        ``expires``: seconds after its tick a run not yet started is dropped.
+        Each tick is fired once however many schedulers run (docs/periodic.md).
+
+        Raises:
+            ConfigurationError: an invalid cron expression, an unknown time zone,
+                ``every`` <= 0, both or neither of cron and every, a bad policy,
+                arguments that do not fit the task, a name declared twice.
+        """
+        spec = {
+            "cron": cron,
+            "every": every,
+            "tz": tz,
+            "args": args,
+            "kwargs": kwargs,
+            "name": name,
+            "missed": missed,
+            "queue": queue,
+            "expires": expires,
+        }
+        if task is None:
+            # Checked now, on a stand-in name, so a bad schedule fails at the decorator line.
+            check_schedule(name or "(decorated task)", cron, every, tz, missed)
+            return _PeriodicDecorator(self, spec)
+        return self._add_schedule(task, spec)
+
+    def _add_schedule(self, task: Task[Any, Any], spec: dict[str, Any]) -> Schedule:
+        if self.tasks.get(task.name) is not task:
+            raise ConfigurationError(
+                f"app.periodic: task {task.name!r} is not registered on this App; "
+                "register it with @app.task first"
+            )
+        schedule = new_schedule(task, taken=self.schedules, **spec)
+        self.schedules[schedule.name] = schedule
+        return schedule
+
+    def scheduler(
+        self,
+        *,
+        lease: float = DEFAULT_TICK_LEASE_S,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> Scheduler:
+        """A Scheduler of this App's schedules: ``await app.scheduler().run()``.
+
+        ``lease``: seconds a tick claimed by a scheduler that died stays held
+        before another fires it. ``clock`` (Unix time) and ``sleep`` are for
+        tests that drive time.
+
+        Raises:
+            ConfigurationError: a bad lease.
+        """
+        return Scheduler(
+            list(self.schedules.values()), self, lease_s=lease, clock=clock, sleep=sleep
+        )
+
     def get_task(self, name: str) -> Task[Any, Any]:
         """The task registered as ``name``.
 
@@ -608,3 +727,19 @@ class _TaskDecorator:
 
     def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
         return self._app._register(fn, dict(self._options))
+
+
+class _PeriodicDecorator:
+    def __init__(self, app: App, spec: dict[str, Any]) -> None:
+        self._app, self._spec = app, spec
+
+    @overload
+    def __call__(self, fn: Task[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]: ...
+
+    def __call__(self, fn: Task[Any, Any] | Callable[..., Any], /) -> Task[Any, Any]:
+        task = fn if isinstance(fn, Task) else self._app._register(fn, {})
+        self._app._add_schedule(task, dict(self._spec))
+        return task

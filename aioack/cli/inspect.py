@@ -1,4 +1,4 @@
-"""``python -m aioack inspect``: each queue's depth and the live workers, at a glance.
+"""``python -m aioack inspect``: each queue's depth, the live workers and the schedules.
 
 A table for people, ``--json`` for machines, ``--watch`` to refresh. The
 tables are plain aligned text: two small tables need no dependency.
@@ -17,6 +17,7 @@ from typing import Any
 from aioack.app import App
 from aioack.brokers import Broker, QueueStats, WorkerRecord
 from aioack.cli.codes import ExitCode
+from aioack.cli.inspect_schedules import schedule_rows, schedules_report
 from aioack.cli.worker import add_broker_arguments, app_for, close
 from aioack.errors import ConfigurationError
 from aioack.limits import QueueLimit
@@ -88,6 +89,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             return queues
         while True:
             report = await snapshot(app.broker, queues)
+            report["schedules"] = await schedules_report(app)
             text = json.dumps(report) if args.json else render(report)
             if args.watch:
                 print("\033[2J\033[H" + text, flush=True)  # clear the screen, then draw
@@ -206,6 +208,12 @@ def render(report: dict[str, Any]) -> str:
             )
         if workers:
             lines += _table(rows)
+    if report.get("schedules"):
+        lines += [
+            "",
+            f"schedules ({len(report['schedules'])})",
+            *_table(schedule_rows(report["schedules"])),
+        ]
     lines += [f"unavailable: {why}" for why in report["unavailable"]]
     return "\n".join(lines)
 

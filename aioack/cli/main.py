@@ -20,7 +20,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from aioack import __version__
-from aioack.cli import dlq, inspect, revoke, worker
+from aioack.cli import dlq, inspect, revoke, scheduler, worker
 from aioack.cli.codes import MEANINGS, ExitCode
 from aioack.cli.loading import AppNotFound
 from aioack.errors import BrokerUnavailable, ConfigurationError
@@ -35,7 +35,7 @@ EXIT_CODES = "exit codes:\n" + "\n".join(
 )
 
 #: Every command, in the order ``--help`` lists them.
-COMMANDS = [worker, inspect, dlq, revoke]
+COMMANDS = [worker, scheduler, inspect, dlq, revoke]
 
 
 class Parser(argparse.ArgumentParser):

@@ -15,6 +15,7 @@ from aioack.app import ENV_BROKER_URL, ENV_RESULTS_URL, App
 from aioack.brokers import MemoryBroker
 from aioack.cli.codes import ExitCode
 from aioack.cli.loading import load_app, load_hook, load_redactor
+from aioack.cli.scheduling import add_lease_argument, embedded
 from aioack.errors import ConfigurationError
 from aioack.observe.health import HealthProbe
 from aioack.worker import CLOSE_ALLOWANCE_S
@@ -91,6 +92,14 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser], epilog: s
         help="address the health server listens on (127.0.0.1; 0.0.0.0 in a Kubernetes pod)",
     )
     add_metrics_arguments(worker)
+    worker.add_argument(
+        "--scheduler",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also fire the App's periodic tasks (on when the App declares any; each tick "
+        "fires once however many workers run it: docs/periodic.md)",
+    )
+    add_lease_argument(worker)
     worker.set_defaults(run=run)
 
 
@@ -185,6 +194,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
             "(a file, no server), or redis:// / amqp://"
         )
     _check_hosts(args)
+
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     _warn_unused_queues(queues, app, args.app)
     hooks = [load_hook(spec) for spec in args.hook]
@@ -207,7 +217,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
                 f"{args.health_host}:{args.health_port} ({exc})"
             ) from exc
     try:
-        async with served(metrics, args, app, worker.settings.queues):
+        async with served(metrics, args, app, worker.settings.queues), embedded(app, args):
             await worker.run(burst=args.burst, install_signal_handlers=True)
     finally:
         if probe is not None:

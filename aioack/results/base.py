@@ -108,6 +108,19 @@ class Revocation:
     expires_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the backend holds for one periodic schedule (docs/periodic.md)."""
+
+    name: str
+    #: Unix time of the newest tick fired, or None (none yet).
+    last_fire: float | None
+    #: Unix time of the next tick, as the last scheduler to look computed it.
+    next_fire: float | None
+    #: Unix time a scheduler last wrote this.
+    updated_at: float
+
+
 class ResultBackend(ABC):
     """Stores states and results; wakes waiters; keeps the idempotency ledger.
 
@@ -335,3 +348,28 @@ class ResultBackend(ABC):
             BrokerUnavailable: unknown; do not run now.
         """
         raise self._no_control("rate limits")
+
+    # -- periodic schedules (docs/periodic.md) ---------------------------------
+
+    async def record_schedule(
+        self, name: str, *, fired: float | None, next_fire: float | None
+    ) -> None:
+        """Note schedule ``name``'s fire and next tick (Unix times), for schedulers and inspect.
+
+        ``fired`` only moves the last fire forward (a slower scheduler never
+        moves it back); None leaves it. ``next_fire`` replaces the one held.
+
+        Raises:
+            BrokerUnavailable: not recorded.
+        """
+        raise self._no_control("periodic schedules")
+
+    async def schedule_states(self, names: Sequence[str] | None = None) -> dict[str, ScheduleState]:
+        """The recorded state of the schedules ``names`` (None: of every schedule).
+
+        A schedule never recorded is left out.
+
+        Raises:
+            BrokerUnavailable: the result backend cannot be reached.
+        """
+        raise self._no_control("periodic schedules")

@@ -18,6 +18,7 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
     Revocation,
+    ScheduleState,
 )
 from aioack.results.rates import step
 from aioack.results.revocations import live
@@ -78,6 +79,8 @@ class MemoryResultBackend(ResultBackend):
         self._tats: dict[str, float] = {}
         self._bookings: dict[tuple[str, str], tuple[float, float]] = {}
         self._rate_reserves = 0
+        #: Periodic schedules: name -> their state (docs/periodic.md).
+        self._schedules: dict[str, ScheduleState] = {}
 
     @property
     def location(self) -> str:
@@ -255,3 +258,19 @@ class MemoryResultBackend(ResultBackend):
         elif taken.drop_booking:
             del self._bookings[(key, ticket)]
         return taken.wait_s
+
+    # -- periodic schedules -----------------------------------------------------
+
+    async def record_schedule(
+        self, name: str, *, fired: float | None, next_fire: float | None
+    ) -> None:
+        old = self._schedules.get(name)
+        last = None if old is None else old.last_fire
+        if fired is not None and (last is None or fired > last):
+            last = fired
+        upcoming = next_fire if next_fire is not None else (None if old is None else old.next_fire)
+        self._schedules[name] = ScheduleState(name, last, upcoming, time.time())
+
+    async def schedule_states(self, names: Sequence[str] | None = None) -> dict[str, ScheduleState]:
+        wanted = self._schedules if names is None else names
+        return {n: self._schedules[n] for n in wanted if n in self._schedules}

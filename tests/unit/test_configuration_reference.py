@@ -86,6 +86,7 @@ EXPECTED: dict[str, Callable[[], dict[str, Any]]] = {
     "Task options": lambda: fields(TaskOptions),
     "Call options": lambda: parameters(Task.apply_async),
     "Queue limits": lambda: fields(QueueLimit),
+    "Periodic schedule options": lambda: parameters(App.periodic, skip=("self", "task")),
     "Worker options": lambda: {**fields(WorkerSettings), **parameters(App.worker)},
     "FastAPI lifespan options": lambda: parameters(aioack_lifespan),
     # Each key's default is the App option's: no literal of its own to compare.
@@ -150,6 +151,7 @@ def test_every_environment_variable_the_package_reads_has_a_row() -> None:
 #: Command -> the page section that lists its flags.
 COMMANDS = {
     ("worker",): "worker",
+    ("scheduler",): "scheduler",
     ("inspect",): "inspect",
     ("dlq", "list"): "dlq",
     ("dlq", "show"): "dlq",

@@ -47,8 +47,9 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
     Revocation,
+    ScheduleState,
 )
-from aioack.results.redis import chords, revocations, unique
+from aioack.results.redis import chords, revocations, schedules, unique
 from aioack.results.redis.rates import RateScript
 from aioack.results.redis.slots import SlotScripts
 from aioack.results.redis.writes import Command, WriteBatcher
@@ -393,6 +394,19 @@ class RedisResultBackend(ResultBackend):
         keys = (f"{self.prefix}:rate:{key}", f"{self.prefix}:rate-booked:{key}")
         with _translated():
             return await self._open().rates.reserve(keys, ticket, interval_s, late_s)
+
+    # -- periodic schedules (schedules.py) ------------------------------------------
+
+    async def record_schedule(
+        self, name: str, *, fired: float | None, next_fire: float | None
+    ) -> None:
+        args = schedules.record_args(name, fired, next_fire, time.time())
+        with _translated():
+            await self.client.eval(schedules.RECORD, 1, schedules.hash_key(self.prefix), *args)
+
+    async def schedule_states(self, names: Sequence[str] | None = None) -> dict[str, ScheduleState]:
+        with _translated():
+            return await schedules.states(self.client, schedules.hash_key(self.prefix), names)
 
 
 class _Session:

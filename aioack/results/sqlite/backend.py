@@ -38,8 +38,9 @@ from aioack.results.base import (
     ResultBackend,
     ResultRecord,
     Revocation,
+    ScheduleState,
 )
-from aioack.results.sqlite import chords, rates, revocations, slots, unique
+from aioack.results.sqlite import chords, rates, revocations, schedules, slots, unique
 from aioack.urls import parse_options
 
 SCHEMA_VERSION = 3
@@ -354,6 +355,23 @@ class SQLiteResultBackend(ResultBackend):
             )
         )
         return wait_s
+
+    # -- periodic schedules (schedules.py) ----------------------------------------
+
+    async def record_schedule(
+        self, name: str, *, fired: float | None, next_fire: float | None
+    ) -> None:
+        await self._run(
+            functools.partial(
+                schedules.record, name=name, fired=fired, next_fire=next_fire, now=time.time()
+            )
+        )
+
+    async def schedule_states(self, names: Sequence[str] | None = None) -> dict[str, ScheduleState]:
+        found: dict[str, ScheduleState] = await self._run(
+            functools.partial(schedules.states, names=names), write=False
+        )
+        return found
 
 
 # -- statements, run on the connection's thread ------------------------------------
