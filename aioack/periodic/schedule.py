@@ -20,6 +20,7 @@ from typing import Any, Literal
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from aioack.errors import ConfigurationError
+from aioack.results.base import tick_ms
 
 #: What a schedule does with ticks that passed while no scheduler ran.
 Missed = Literal["skip", "once", "all"]
@@ -62,27 +63,51 @@ class Schedule:
         return f"every {self.every_s:g}s"
 
     def ticks_upto(self, now: float, after: float, limit: int) -> list[float]:
-        """The ticks in (``after``, ``now``], newest first, at most ``limit`` of them."""
+        """The ticks in (``after``, ``now``], newest first, at most ``limit`` of them.
+
+        Compared in whole milliseconds (``tick_ms``), as ticks are named and stored.
+        """
         found: list[float] = []
+        after_ms = tick_ms(after)
         if self.every_s is not None:
             k = math.floor(now / self.every_s)
-            while len(found) < limit and (tick := k * self.every_s) > after:
+            while len(found) < limit and tick_ms(tick := k * self.every_s) > after_ms:
                 found.append(tick)
                 k -= 1
             return found
         # croniter's get_prev is strictly before its start: start a second past now.
         start = dt.datetime.fromtimestamp(math.floor(now) + 1, self.zone)
         walk = croniter(self._cron, start)
-        while len(found) < limit and (tick := walk.get_prev(float)) > after:
-            found.append(tick)
+        while len(found) < limit and tick_ms(tick := walk.get_prev(float)) > after_ms:
+            if not self._repeats_wall_time(tick):
+                found.append(tick)
         return found
 
     def next_after(self, now: float) -> float:
         """The first tick after ``now``."""
         if self.every_s is not None:
             return (math.floor(now / self.every_s) + 1) * self.every_s
-        start = dt.datetime.fromtimestamp(now, self.zone)
-        return float(croniter(self._cron, start).get_next(float))
+        walk = croniter(self._cron, dt.datetime.fromtimestamp(now, self.zone))
+        while self._repeats_wall_time(tick := float(walk.get_next(float))):
+            pass
+        return tick
+
+    def _repeats_wall_time(self, tick: float) -> bool:
+        """Whether ``tick`` is the second occurrence of a local time (the hour repeated
+        when daylight saving time ends) of a cron with a fixed hour, which classic
+        cron runs once: "30 2 * * *" fires at the first 02:30 only. A cron whose hour
+        field is a wildcard ("0 * * * *", "*/15 * * * *", "0 */2 * * *") fires in
+        both hours: each of them is an hour that passes.
+        """
+        # fromtimestamp sets fold=1 only on the later of two instants with one wall time.
+        return self._fixed_hour and dt.datetime.fromtimestamp(tick, self.zone).fold == 1
+
+    @property
+    def _fixed_hour(self) -> bool:
+        fields = self._cron.split()
+        if len(fields) == 1:  # a nickname: @hourly is the only one not at a fixed hour
+            return fields[0] != "@hourly"
+        return not fields[1].startswith("*")
 
     @property
     def _cron(self) -> str:
@@ -91,7 +116,7 @@ class Schedule:
 
     def tick_id(self, tick: float) -> str:
         """The task id (and idempotency key) of the run of ``tick``: the same everywhere."""
-        return f"periodic:{self.name}:{round(tick * 1000)}"
+        return f"periodic:{self.name}:{tick_ms(tick)}"
 
 
 def check_schedule(

@@ -22,6 +22,18 @@ applies). Had the dead one published before dying, that second publish
 carries the same task id and idempotency key: the worker runs it once
 (effect-once), so the tick is still one run. A scheduler stopped cleanly
 frees its claim at once.
+
+A clock ahead: a scheduler whose clock runs ahead fires ticks from the
+others' future and records them as the last fire. Were that trusted, the
+others would fire nothing until their clocks reached it (a host booted a
+year ahead would stop every schedule for a year). So a last fire more than
+one lease after a scheduler's own now is distrusted: it warns, fires from the
+last fire it trusted (or from now) by the missed policy, and its records
+replace the one from the future.
+
+A scheduler never stops on an error: a broker or backend outage, or a bug,
+is logged and retried with backoff, since it runs inside workers (a
+scheduler fault must not stop a worker from running tasks).
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aioack.errors import AioackError, ConfigurationError
 from aioack.message import Message
 from aioack.periodic.schedule import MAX_CATCH_UP_TICKS, Schedule
-from aioack.results.base import ResultBackend
+from aioack.results.base import ResultBackend, tick_ms
 from aioack.task import Producer
 
 logger = logging.getLogger("aioack.periodic")
@@ -48,8 +60,10 @@ logger = logging.getLogger("aioack.periodic")
 DEFAULT_TICK_LEASE_S = 30.0
 #: missed="skip": a tick later than this (or than two leases) counts as missed.
 SKIP_GRACE_S = 60.0
-#: Seconds to wait before trying again after the broker or backend failed.
+#: Seconds to wait before trying again after a failed pass; doubled each failure in a row.
 RETRY_AFTER_S = 1.0
+#: The longest wait between failed passes.
+MAX_RETRY_AFTER_S = 60.0
 
 
 class Scheduler:
@@ -84,6 +98,11 @@ class Scheduler:
         self.started_at: float | None = None
         #: Ticks this scheduler published (tests and logs read it).
         self.fired = 0
+        #: Per schedule: the newest last fire this scheduler trusted (or fired), where it
+        #: fires from while the recorded one is from a clock ahead.
+        self._trusted_last: dict[str, float] = {}
+        #: Schedules whose recorded last fire is ahead of this clock (warned once each time).
+        self._ahead: set[str] = set()
 
     def _backend(self) -> ResultBackend:
         if self._producer.results is None:
@@ -98,13 +117,26 @@ class Scheduler:
         self._backend()  # no result backend: fail now, not at the first tick
         names = ", ".join(f"{s.name} ({s.spec})" for s in self.schedules) or "(none)"
         logger.info("scheduler %s ready: %s", self.owner, names)
+        failures = 0
         while True:
             try:
                 wake = await self.run_once()
+                failures = 0
             except (AioackError, OSError) as exc:  # BrokerUnavailable, PublishFailed, QueueFull
+                failures += 1
+                wake = self._clock() + self._retry_after(failures)
                 logger.warning("scheduler %s: %s; trying again", self.owner, exc)
-                wake = self._clock() + RETRY_AFTER_S
+            except Exception:
+                # A bug (or data no check foresaw): logged with its traceback and retried,
+                # never raised, because this runs in the worker's TaskGroup.
+                failures += 1
+                wake = self._clock() + self._retry_after(failures)
+                logger.exception("scheduler %s: unexpected error; trying again", self.owner)
             await self._sleep(max(0.0, wake - self._clock()))
+
+    @staticmethod
+    def _retry_after(failures: int) -> float:
+        return min(MAX_RETRY_AFTER_S, RETRY_AFTER_S * 2.0 ** min(failures - 1, 16))
 
     async def run_once(self) -> float:
         """One pass: fire every due tick of every schedule; return when to look again."""
@@ -118,17 +150,51 @@ class Scheduler:
         wake = now + self.lease_s  # at least once a lease: a claim whose scheduler died lapses
         for schedule in self.schedules:
             state = states.get(schedule.name)
-            last = state.last_fire if state is not None else None
+            last = self._last_fire(schedule.name, state.last_fire if state else None, now)
             upcoming = schedule.next_after(now)
             for tick in self.due(schedule, last, now):
                 # In order: a tick held by another scheduler stops this pass, so the
                 # last fire never passes a tick claimed by one that then died.
-                if not await self._fire(backend, schedule, tick, upcoming):
+                if not await self._fire(backend, schedule, tick, upcoming, now):
                     break
-            if state is None or state.next_fire != upcoming:
+                self._trusted_last[schedule.name] = tick
+            if state is None or _ms(state.next_fire) != tick_ms(upcoming):
                 await backend.record_schedule(schedule.name, fired=None, next_fire=upcoming)
             wake = min(wake, upcoming)
         return wake
+
+    def _last_fire(self, name: str, recorded: float | None, now: float) -> float | None:
+        """The last fire to count from: the recorded one, unless a clock ahead wrote it.
+
+        A recorded last fire more than a lease after ``now`` is from a scheduler whose
+        clock is ahead (none fires a tick after its own now). Trusted, it would stop
+        the schedule until this clock reached it; instead this scheduler fires from the
+        last fire it trusted (or from now), and its records replace the one ahead.
+        """
+        if recorded is None or recorded <= self._distrust_after(now):
+            self._ahead.discard(name)
+            if recorded is not None:
+                self._trusted_last[name] = recorded
+            return recorded
+        anchor = self._trusted_last.setdefault(name, now)
+        if name not in self._ahead:
+            self._ahead.add(name)
+            logger.warning(
+                "periodic %s: last fire recorded at %s, %.3fs after this scheduler's clock "
+                "(%s): a scheduler's clock is ahead (check NTP on every host); firing from "
+                "%s on",
+                name,
+                _when(recorded),
+                recorded - now,
+                _when(now),
+                _when(anchor),
+                extra={"event": "periodic_clock_ahead", "schedule": name},
+            )
+        return anchor
+
+    def _distrust_after(self, now: float) -> float:
+        """A recorded last fire later than this came from a clock ahead of this one."""
+        return now + self.lease_s
 
     def due(self, schedule: Schedule, last_fire: float | None, now: float) -> list[float]:
         """The ticks to fire now, oldest first, by the schedule's ``missed`` policy."""
@@ -145,7 +211,7 @@ class Scheduler:
         return max(SKIP_GRACE_S, 2 * self.lease_s)
 
     async def _fire(
-        self, backend: ResultBackend, schedule: Schedule, tick: float, upcoming: float
+        self, backend: ResultBackend, schedule: Schedule, tick: float, upcoming: float, now: float
     ) -> bool:
         """Claim, publish and record ``tick``; False if another scheduler holds it."""
         tick_id = schedule.tick_id(tick)
@@ -160,7 +226,12 @@ class Scheduler:
             with contextlib.suppress(Exception):
                 await asyncio.shield(backend.unreserve_unique(tick_id, self.owner))
             raise
-        await backend.record_schedule(schedule.name, fired=tick, next_fire=upcoming)
+        await backend.record_schedule(
+            schedule.name,
+            fired=tick,
+            next_fire=upcoming,
+            distrust_after=self._distrust_after(now),
+        )
         self.fired += 1
         logger.info(
             "periodic %s: tick %s fired as %s[%s] (%.3fs late)",
@@ -183,6 +254,10 @@ class Scheduler:
             published_at=time.time(),
             idempotency_key=tick_id,
         )
+
+
+def _ms(instant: float | None) -> int | None:
+    return None if instant is None else tick_ms(instant)
 
 
 def _when(tick: float) -> str:

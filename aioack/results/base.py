@@ -108,6 +108,13 @@ class Revocation:
     expires_at: float
 
 
+def tick_ms(instant: float) -> int:
+    """A periodic tick (or any Unix time) in whole milliseconds: how ticks are named,
+    stored and compared everywhere, so a float rounded in storage (Lua's cjson keeps
+    14 significant digits) still names the same tick."""
+    return round(instant * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleState:
     """What the backend holds for one periodic schedule (docs/periodic.md)."""
@@ -352,12 +359,20 @@ class ResultBackend(ABC):
     # -- periodic schedules (docs/periodic.md) ---------------------------------
 
     async def record_schedule(
-        self, name: str, *, fired: float | None, next_fire: float | None
+        self,
+        name: str,
+        *,
+        fired: float | None,
+        next_fire: float | None,
+        distrust_after: float | None = None,
     ) -> None:
         """Note schedule ``name``'s fire and next tick (Unix times), for schedulers and inspect.
 
         ``fired`` only moves the last fire forward (a slower scheduler never
-        moves it back); None leaves it. ``next_fire`` replaces the one held.
+        moves it back), compared in whole milliseconds (``tick_ms``); None
+        leaves it. ``next_fire`` replaces the one held. A last fire held that
+        is later than ``distrust_after`` came from a clock ahead: ``fired``
+        replaces it even though it is earlier.
 
         Raises:
             BrokerUnavailable: not recorded.

@@ -19,6 +19,7 @@ from aioack.results.base import (
     ResultRecord,
     Revocation,
     ScheduleState,
+    tick_ms,
 )
 from aioack.results.rates import step
 from aioack.results.revocations import live
@@ -262,12 +263,21 @@ class MemoryResultBackend(ResultBackend):
     # -- periodic schedules -----------------------------------------------------
 
     async def record_schedule(
-        self, name: str, *, fired: float | None, next_fire: float | None
+        self,
+        name: str,
+        *,
+        fired: float | None,
+        next_fire: float | None,
+        distrust_after: float | None = None,
     ) -> None:
         old = self._schedules.get(name)
         last = None if old is None else old.last_fire
-        if fired is not None and (last is None or fired > last):
-            last = fired
+        if fired is not None and (
+            last is None
+            or tick_ms(fired) > tick_ms(last)
+            or (distrust_after is not None and tick_ms(last) > tick_ms(distrust_after))
+        ):
+            last = tick_ms(fired) / 1000
         upcoming = next_fire if next_fire is not None else (None if old is None else old.next_fire)
         self._schedules[name] = ScheduleState(name, last, upcoming, time.time())
 

@@ -12,6 +12,7 @@ even when a frozen scheduler publishes a tick late, a second time.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -21,7 +22,7 @@ from aioack import App, TaskContext
 from aioack.brokers import Broker
 from aioack.hooks import PublishEvent, SettledEvent
 from aioack.message import Message
-from aioack.periodic import MAX_CATCH_UP_TICKS, Scheduler
+from aioack.periodic import MAX_CATCH_UP_TICKS, Schedule, Scheduler
 from aioack.results import ResultBackend
 from aioack.results.redis import RedisResultBackend
 from aioack.results.sqlite import SQLiteResultBackend
@@ -252,3 +253,61 @@ async def test_catching_up_all_missed_ticks_is_bounded(
     newest = [round((T0 + k * 60) * 1000) for k in range(901, 1001)]
     assert scheduler.fired == MAX_CATCH_UP_TICKS
     assert set(published.counts) == {f"periodic:beat:{ms}" for ms in newest}
+
+
+async def test_a_last_fire_from_a_clock_ahead_does_not_stall_the_schedule(
+    apps: Callable[[], App], new_queue: Callable[[], str]
+) -> None:
+    """A scheduler a day ahead fires a tick from the others' future; the correct
+    scheduler still publishes each tick of the next ten minutes, and its record
+    replaces the last fire from the future."""
+    queue = new_queue()
+    published = Published()
+    skewed_app, good_app = apps(), apps()
+    for app in (skewed_app, good_app):
+        app.add_hook(published)
+        _declare(app, queue, Counter(), every=60)
+    ahead = FakeTime(T0 + 86_400 + 30)
+    skewed = skewed_app.scheduler(clock=ahead.clock, sleep=ahead.sleep)
+    skewed.started_at = T0 + 86_400 - 1
+    await skewed.run_once()
+    assert skewed.fired == 1, "the skewed scheduler fired its (future) tick"
+    time = FakeTime(T0 + 30)
+    good = good_app.scheduler(clock=time.clock, sleep=time.sleep)
+    await good.run_once()
+    for _ in range(10):
+        await time.advance(60)
+        await good.run_once()
+    expected = {f"periodic:beat:{round((T0 + k * 60) * 1000)}" for k in range(1, 11)}
+    future = f"periodic:beat:{round((T0 + 86_400) * 1000)}"
+    assert dict(published.counts) == {future: 1} | dict.fromkeys(expected, 1)
+    assert good.fired == 10
+    state = (await good._backend().schedule_states(["beat"]))["beat"]
+    assert state.last_fire == T0 + 600
+
+
+@pytest.mark.parametrize("every", [0.1, 0.2, 1.1])
+async def test_sub_second_and_fractional_intervals_fire_every_tick(
+    apps: Callable[[], App], new_queue: Callable[[], str], every: float
+) -> None:
+    """Ticks such as 1700000000.1000001 are stored and compared in whole ms: a fired
+    tick is never due again (Lua's cjson once rounded it below itself)."""
+    queue = new_queue()
+    published = Published()
+    app = apps()
+    app.add_hook(published)
+    _declare(app, queue, Counter(), every=every, missed="all")
+    start = 1_700_000_000.05
+    time = FakeTime(start)
+    scheduler = app.scheduler(lease=30, clock=time.clock, sleep=time.sleep)
+    scheduler.started_at = start
+    for _ in range(20):
+        await time.advance(every)
+        await scheduler.run_once()
+    first = math.floor(start / every) + 1
+    expected = {
+        Schedule("beat", "t", "q", every_s=every).tick_id(k * every)
+        for k in range(first, first + 20)
+    }
+    assert scheduler.fired == 20
+    assert dict(published.counts) == dict.fromkeys(expected, 1)

@@ -105,3 +105,44 @@ def test_interval_ticks_are_whole_multiples_since_the_epoch() -> None:
     assert schedule.ticks_upto(3_725.0, after=0, limit=2) == [3_720.0, 3_660.0]
     assert schedule.next_after(3_720.0) == 3_780.0
     assert schedule.tick_id(3_720.0) == "periodic:s:3720000"
+
+
+def _paris_ticks(cron: str, day: tuple[int, int, int], hours: int = 6) -> list[str]:
+    """Local times of the ticks from 23:00 the evening before ``day``, oldest first,
+    and the same ticks walked with next_after, as the scheduler's wake-ups go."""
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    schedule = Schedule("s", "t", "q", cron=cron, tz="Europe/Paris")
+    start = dt.datetime(*day, tzinfo=paris).timestamp() - 3600
+    ticks = schedule.ticks_upto(start + hours * 3600, start, 100)[::-1]
+    walked, at = [], start
+    for _ in ticks:
+        at = schedule.next_after(at)
+        walked.append(at)
+    assert walked == ticks, "next_after and ticks_upto disagree"
+    return [dt.datetime.fromtimestamp(t, paris).isoformat() for t in ticks]
+
+
+def test_a_fixed_hour_cron_fires_once_in_the_repeated_dst_hour() -> None:
+    """26 Oct 2025, Paris: 02:00-03:00 happens twice (CEST, then CET); 02:30 fires once."""
+    assert _paris_ticks("30 2 * * *", (2025, 10, 26)) == ["2025-10-26T02:30:00+02:00"]
+    assert _paris_ticks("0 1-3 * * *", (2025, 10, 26)) == [
+        "2025-10-26T01:00:00+02:00",
+        "2025-10-26T02:00:00+02:00",
+        "2025-10-26T03:00:00+01:00",
+    ]
+
+
+def test_an_hourly_cron_fires_in_both_runs_of_the_repeated_hour() -> None:
+    assert _paris_ticks("0 * * * *", (2025, 10, 26), hours=5) == [
+        "2025-10-26T00:00:00+02:00",
+        "2025-10-26T01:00:00+02:00",
+        "2025-10-26T02:00:00+02:00",
+        "2025-10-26T02:00:00+01:00",
+        "2025-10-26T03:00:00+01:00",
+    ]
+
+
+def test_a_cron_in_the_skipped_dst_hour_fires_once_when_the_clock_jumps() -> None:
+    """30 Mar 2025, Paris: 02:00 CET jumps to 03:00 CEST; 02:30 fires at 03:00, once."""
+    assert _paris_ticks("30 2 * * *", (2025, 3, 30)) == ["2025-03-30T03:00:00+02:00"]
+    assert _paris_ticks("0 3 * * *", (2025, 3, 30)) == ["2025-03-30T03:00:00+02:00"]

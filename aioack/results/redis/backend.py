@@ -398,9 +398,14 @@ class RedisResultBackend(ResultBackend):
     # -- periodic schedules (schedules.py) ------------------------------------------
 
     async def record_schedule(
-        self, name: str, *, fired: float | None, next_fire: float | None
+        self,
+        name: str,
+        *,
+        fired: float | None,
+        next_fire: float | None,
+        distrust_after: float | None = None,
     ) -> None:
-        args = schedules.record_args(name, fired, next_fire, time.time())
+        args = schedules.record_args(name, fired, next_fire, time.time(), distrust_after)
         with _translated():
             await self.client.eval(schedules.RECORD, 1, schedules.hash_key(self.prefix), *args)
 

@@ -359,11 +359,21 @@ class SQLiteResultBackend(ResultBackend):
     # -- periodic schedules (schedules.py) ----------------------------------------
 
     async def record_schedule(
-        self, name: str, *, fired: float | None, next_fire: float | None
+        self,
+        name: str,
+        *,
+        fired: float | None,
+        next_fire: float | None,
+        distrust_after: float | None = None,
     ) -> None:
         await self._run(
             functools.partial(
-                schedules.record, name=name, fired=fired, next_fire=next_fire, now=time.time()
+                schedules.record,
+                name=name,
+                fired=fired,
+                next_fire=next_fire,
+                now=time.time(),
+                distrust_after=distrust_after,
             )
         )
 
