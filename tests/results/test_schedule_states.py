@@ -53,6 +53,7 @@ async def _corrupt(backend: ResultBackend, results_kind: str, tmp_path: Path) ->
         pytest.skip("memory keeps ScheduleState objects: nothing to corrupt")
 
 
+@pytest.mark.parametrize("results_kind", ["redis", "sqlite"])  # memory keeps objects
 async def test_a_corrupt_record_reads_as_unrecorded_and_the_next_fire_replaces_it(
     backend: ResultBackend,
     results_kind: str,
