@@ -23,6 +23,13 @@ from aioack.errors import ConfigurationError
 #: Seconds a result (and a completed idempotency key) is kept by default: one day.
 DEFAULT_RESULT_EXPIRES_S = 86_400.0
 
+#: A chord's count is kept this many times ``result_expires`` from its latest
+#: member (every member refreshes it), so it outlives the members' kept results:
+#: a chord slower than ``result_expires`` then completes its count and finds a
+#: result missing (``ChordMemberLost``) instead of starting an empty count
+#: that never fills. It is lost only when no member completes for that long.
+CHORD_COUNT_KEEP_FACTOR = 2.0
+
 
 class State(enum.StrEnum):
     PENDING = "PENDING"  # not known to the backend (not started yet, or expired)
@@ -332,7 +339,8 @@ class ResultBackend(ABC):
         the callback is this member's job: the call that completed the set,
         and any later call of that same member (its worker died before it
         published the callback and acked). False for every other call, for
-        ever. The first call fixes the chord's size. Kept as long as results.
+        ever. The first call fixes the chord's size. Kept
+        ``CHORD_COUNT_KEEP_FACTOR`` times ``result_expires_s`` from the latest call.
 
         Raises:
             BrokerUnavailable: unknown whether it was counted; count it again.

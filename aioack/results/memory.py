@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aioack.results.base import (
+    CHORD_COUNT_KEEP_FACTOR,
     DEFAULT_RESULT_EXPIRES_S,
     Claim,
     ClaimStatus,
@@ -230,7 +231,8 @@ class MemoryResultBackend(ResultBackend):
         if chord is None or chord.until <= now:
             if len(self._chords) % _SWEEP_UNIQUE_EVERY == 0:  # chords whose time ended
                 self._chords = {k: c for k, c in self._chords.items() if c.until > now}
-            chord = self._chords[chord_id] = _Chord(size, now + self.result_expires_s, set())
+            chord = self._chords[chord_id] = _Chord(size, now, set())
+        chord.until = now + CHORD_COUNT_KEEP_FACTOR * self.result_expires_s  # from the latest
         chord.done.add(member_id)
         if chord.fired_by is None and len(chord.done) >= chord.size:
             chord.fired_by = member_id

@@ -8,8 +8,9 @@ loss. The next step's task id is derived from the workflow id and its index,
 so a duplicate is the same task id twice (see docs/workflows.md for what two
 messages of one id do).
 
-- A chain step that succeeded publishes the next step, its result prepended
-  to the next step's arguments (unless that step is immutable, ``.si()``).
+- A chain step that succeeded keeps a copy of its record (``_kept``), then
+  publishes the next step, its result prepended to the next step's arguments
+  (unless that step is immutable, ``.si()``).
 - A chord member that succeeded stores its record, then counts itself in the
   backend (``chord_member_done``, atomic: a duplicate counts once); the call
   that completes the set publishes the callback with every member's result.
@@ -17,7 +18,11 @@ messages of one id do).
   member redelivered after firing) run it once.
 - A step or member that failed for good (FAILURE, DEAD_LETTERED, REVOKED)
   stores that failure as the workflow's result, saying which step and why:
-  the caller's ``get()`` raises it instead of waiting for ever.
+  the caller's ``get()`` raises it instead of waiting for ever. Unless a copy
+  of it succeeded before (its kept record): then this run was a duplicate,
+  the workflow went on from that success, and the failure only goes on as
+  the success did (publish the next step, count the member) again, so a
+  success whose publish or count never happened is not lost either.
 """
 
 from __future__ import annotations
@@ -69,12 +74,18 @@ class Workflows:
         message, then = job.message, job.message.then
         assert then is not None
         if record.state is State.SUCCESS:
-            if then.chord is not None:
-                await self._member_done(message, then, record)
-            elif then.rest:
-                await self._publish_next(message, then, record.result)
+            await self._succeeded(then, record)
         elif record.state.is_final:
             await self.stopped(message, record)
+
+    async def _succeeded(self, then: Continuation, record: ResultRecord) -> None:
+        if then.chord is not None:
+            await self._member_done(then, record)
+        elif then.rest:
+            # Kept before the publish: a duplicate of this step that fails later
+            # (or is dead-lettered) finds it and goes on from it (see stopped).
+            await self._backend.store(record.model_copy(update={"task_id": _kept(then)}))
+            await self._publish_next(then, record.result)
 
     async def stopped(self, message: Message, record: ResultRecord) -> None:
         """A step that failed for good fails the workflow's result with its error.
@@ -86,8 +97,13 @@ class Workflows:
         assert then is not None
         if then.result_id == message.id:  # the last step: its own record says it all
             return
-        if then.chord is not None and await self._backend.fetch(_kept(then, then.chord.member)):
-            return  # a duplicate failed, but a copy of this member succeeded: it counts
+        succeeded = await self._backend.fetch(_kept(then))
+        if succeeded is not None and succeeded.state is State.SUCCESS:
+            # A duplicate failed, but a copy of this step succeeded: the workflow
+            # went on from that success, so go on as it did (a duplicate publish or
+            # count, as its own redelivery would make), never fail the workflow.
+            await self._succeeded(then, succeeded)
+            return
         why = record.error_message or record.error_type or "no detail"
         await self._fail(
             then,
@@ -99,7 +115,7 @@ class Workflows:
 
     # -- chains ---------------------------------------------------------------
 
-    async def _publish_next(self, message: Message, then: Continuation, result: Any) -> None:
+    async def _publish_next(self, then: Continuation, result: Any) -> None:
         step, *rest = then.rest
         index = then.step + 1
         after = Continuation(workflow=then.workflow, step=index, rest=rest)
@@ -109,21 +125,19 @@ class Workflows:
 
     # -- chords ---------------------------------------------------------------
 
-    async def _member_done(
-        self, message: Message, then: Continuation, record: ResultRecord
-    ) -> None:
+    async def _member_done(self, then: Continuation, record: ResultRecord) -> None:
         link = then.chord
         assert link is not None
         # The callback reads every member's result from a copy only a success
         # writes: the member's own record may read STARTED again meanwhile (a
         # duplicate delivery of it running), and must not fail the chord.
-        await self._backend.store(record.model_copy(update={"task_id": _kept(then, link.member)}))
+        await self._backend.store(record.model_copy(update={"task_id": _kept(then)}))
         member = step_id(then.workflow, link.member)
         if not await self._backend.chord_member_done(then.workflow, member, link.size):
             return
         results: list[Any] = []
         for index in range(link.size):
-            found = await self._backend.fetch(_kept(then, index))
+            found = await self._backend.fetch(_kept_member(then, index))
             if found is None:  # counted, so it was stored: the results expired since
                 await self._fail(
                     then,
@@ -218,7 +232,14 @@ class Workflows:
         await self._backend.store(record)
 
 
-def _kept(then: Continuation, member: int) -> str:
+def _kept(then: Continuation) -> str:
+    """Where this step's (or chord member's) successful record is kept."""
+    if then.chord is not None:
+        return _kept_member(then, then.chord.member)
+    return f"{step_id(then.workflow, then.step)}.chain"
+
+
+def _kept_member(then: Continuation, member: int) -> str:
     """Where a chord member's successful result is kept for the callback."""
     return f"{step_id(then.workflow, member)}.chord"
 

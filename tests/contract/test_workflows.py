@@ -16,7 +16,7 @@ import pytest
 from aioack import App, BrokerUnavailable, TaskFailed, chain, chord, group
 from aioack.brokers import Broker
 from aioack.message import Message
-from aioack.results import ResultBackend
+from aioack.results import ResultBackend, ResultRecord, State
 from aioack.testing import run_until_idle
 
 pytestmark = pytest.mark.contract
@@ -307,3 +307,88 @@ async def test_a_step_reaching_a_worker_without_results_is_kept_as_a_dead_letter
     assert starts == []  # never run: its next step would have been lost
     letters = await broker.dead_letters(queue)
     assert [letter.reason for letter in letters] == ["no_results"]
+
+
+async def test_a_duplicate_of_a_step_that_fails_after_the_chain_finished_does_not_fail_it(
+    broker: Broker, results: ResultBackend, new_queue: Callable[[], str]
+) -> None:
+    # Step 0 ran, published step 1 and was killed before its ack: its delivery
+    # comes back (here: its message published again) after the chain finished,
+    # and this second run fails. The chain went on from the first run's
+    # success, so its result must stay that success.
+    app, queue = _app(broker, results), new_queue()
+    starts: Counter[str] = Counter()
+
+    @app.task(queue=queue)
+    async def reserve(item: int) -> int:
+        starts["reserve"] += 1
+        if starts["reserve"] > 1:
+            raise RuntimeError("already reserved")  # not idempotent: a second run fails
+        return item
+
+    @app.task(queue=queue)
+    async def ship(reserved: int) -> str:
+        starts["ship"] += 1
+        return f"shipped {reserved}"
+
+    sent: list[tuple[Message, str]] = []
+    publish = app.publish
+
+    async def keep(message: Message, queue: str, *, delay_s: float = 0.0) -> None:
+        sent.append((message, queue))
+        await publish(message, queue, delay_s=delay_s)
+
+    app.publish = keep  # type: ignore[method-assign]
+    result = await chain(reserve.s(7), ship.s()).apply_async()
+    app.publish = publish  # type: ignore[method-assign]
+    await run_until_idle(app, [queue])
+    assert await result.get(WAIT_S) == "shipped 7"
+
+    [(step0, step0_queue)] = sent
+    await publish(step0, step0_queue)  # the redelivery of step 0
+    await run_until_idle(app, [queue])
+
+    assert starts["reserve"] == 2  # the duplicate ran, and failed
+    assert [letter.reason for letter in await broker.dead_letters(queue, 10)] == ["failed"]
+    assert await result.get(WAIT_S) == "shipped 7"  # the chain's result is still its success
+    # The duplicate went on as the success it duplicates did: step 1 published again.
+    assert starts["ship"] == 2
+
+
+async def test_a_chord_slower_than_result_expires_fails_with_chord_member_lost(
+    broker: Broker, results: ResultBackend, new_queue: Callable[[], str]
+) -> None:
+    # Member 2 completes only once member 0's results have expired: the count
+    # must still be there to fill, and report the lost result, not start anew.
+    results.result_expires_s = 2.0
+    app, queue = _app(broker, results), new_queue()
+    callback_starts: list[object] = []
+    workflow = f"slow-chord-{new_queue()}"
+
+    async def until(done: Callable[[ResultRecord | None], bool]) -> None:
+        async with asyncio.timeout(WAIT_S):
+            while not done(await results.fetch(f"{workflow}-0")):
+                await asyncio.sleep(0.05)
+
+    @app.task(queue=queue)
+    async def member(i: int) -> int:
+        if i == 2:
+            await until(lambda record: record is not None and record.state is State.SUCCESS)
+            await until(lambda record: record is None)  # member 0's result expired
+        return i
+
+    @app.task(queue=queue)
+    async def collect(values: list[int]) -> int:
+        callback_starts.append(values)
+        return sum(values)
+
+    result = await chord([member.s(i) for i in range(3)], collect.s()).apply_async(
+        workflow_id=workflow
+    )
+    await run_until_idle(app, [queue], concurrency=3)
+
+    with pytest.raises(TaskFailed) as failure:
+        await result.get(WAIT_S)
+    assert failure.value.exc_type == "ChordMemberLost"
+    assert "chord member 0 of 3" in str(failure.value)
+    assert callback_starts == []

@@ -40,6 +40,7 @@ from aioack._cancel import raise_swallowed_cancel
 from aioack._connect import redis_connect_error
 from aioack.errors import BrokerError, BrokerUnavailable, Retry
 from aioack.results.base import (
+    CHORD_COUNT_KEEP_FACTOR,
     DEFAULT_RESULT_EXPIRES_S,
     Claim,
     ClaimStatus,
@@ -385,7 +386,12 @@ class RedisResultBackend(ResultBackend):
     async def chord_member_done(self, chord_id: str, member_id: str, size: int) -> bool:
         with _translated():
             return await chords.member_done(
-                self._open().client, self.prefix, chord_id, member_id, size, self.result_expires_s
+                self._open().client,
+                self.prefix,
+                chord_id,
+                member_id,
+                size,
+                CHORD_COUNT_KEEP_FACTOR * self.result_expires_s,
             )
 
     # -- rate limits (rates.py) ----------------------------------------------------

@@ -5,7 +5,10 @@ duplicate delivery adds nothing); ``{prefix}:chord:{id}`` is a hash with the
 chord's ``size`` (fixed by the first member) and ``fired_by``, the member
 that completed the set. Adding, counting and setting ``fired_by`` happen in
 one Lua script, so two members completing at once cannot both fire, or
-neither. Both keys expire with the results (set once, by the first member).
+neither. Both keys are kept ``keep_s`` (twice the results') from the latest member
+(refreshed by each): the count outlives every member's kept result, so the
+member completing a slow chord finds the count whole and the lost results
+missing (``ChordMemberLost``), instead of starting a new, empty count.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import redis.asyncio as aioredis
 MEMBER_DONE = """
 redis.call('HSETNX', KEYS[1], 'size', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX')
-redis.call('PEXPIRE', KEYS[2], ARGV[3], 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local fired = redis.call('HGET', KEYS[1], 'fired_by')
 if not fired and redis.call('SCARD', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], 'size')) then
   redis.call('HSET', KEYS[1], 'fired_by', ARGV[1])

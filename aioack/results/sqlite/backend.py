@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aioack._sqlite import Migrations, SQLiteIO, ensure_schema, resolve_path, url_path
 from aioack.results.base import (
+    CHORD_COUNT_KEEP_FACTOR,
     DEFAULT_RESULT_EXPIRES_S,
     Claim,
     ClaimStatus,
@@ -334,7 +335,7 @@ class SQLiteResultBackend(ResultBackend):
                 member_id=member_id,
                 size=size,
                 now=time.time(),
-                keep_s=self.result_expires_s,
+                keep_s=CHORD_COUNT_KEEP_FACTOR * self.result_expires_s,
                 sweep=self._chord_counts % _SWEEP_EVERY == 0,
             )
         )

@@ -32,9 +32,10 @@ def member_done(
         conn.execute(f"DELETE FROM chord_members WHERE chord_id IN ({expired})", (now, SWEEP_LIMIT))
         conn.execute(f"DELETE FROM chords WHERE chord_id IN ({expired})", (now, SWEEP_LIMIT))
     # The first member fixes the size; a later message saying otherwise is not believed.
+    # ... and each member keeps the count ``keep_s`` from now (see the backend).
     conn.execute(
-        "INSERT OR IGNORE INTO chords (chord_id, size, fired_by, expires_at) "
-        "VALUES (?, ?, NULL, ?)",
+        "INSERT INTO chords (chord_id, size, fired_by, expires_at) VALUES (?, ?, NULL, ?) "
+        "ON CONFLICT (chord_id) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
         (chord_id, size, now + keep_s),
     )
     conn.execute(
