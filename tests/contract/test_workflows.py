@@ -225,8 +225,9 @@ async def test_a_malformed_continuation_is_dead_lettered_malformed(
     ]
     await broker.declare([queue])
     for i, then in enumerate(hostile):
-        body = Message.model_validate({**good, "id": f"m{i}"}).model_dump_json()
-        forged = body[:-1] + ',"then":' + _json(then) + "}"
+        # One "then" key: with two, which one a JSON parser keeps differs
+        # between pydantic versions (the first in 2.7, the last in later ones).
+        forged = _json({**good, "id": f"m{i}", "then": then})
         await broker.publish(queue, forged.encode(), message_id=f"m{i}")
     await run_until_idle(app, [queue])
 
