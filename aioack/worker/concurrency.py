@@ -29,8 +29,9 @@ import pydantic_core
 
 from aioack._scope import TaskScope
 from aioack.decide import Action, ActionKind, dead_letter
-from aioack.errors import BrokerError, ConfigurationError
+from aioack.errors import BrokerError
 from aioack.results.base import ResultBackend
+from aioack.worker.needs import require_backend_method
 from aioack.worker.slotwaits import SlotWaits
 
 if TYPE_CHECKING:
@@ -83,16 +84,9 @@ class ConcurrencyGate:
     def check(self, tasks: list[Task[Any, Any]]) -> None:
         """Raises ConfigurationError when a limited task has no backend to keep its slots."""
         limited = [t.name for t in tasks if t.options.limit_concurrency is not None]
-        if not limited:
-            return
-        backend = self.backend
-        if backend is None or type(backend).acquire_slot is ResultBackend.acquire_slot:
-            where = "no result backend" if backend is None else type(backend).__name__
-            raise ConfigurationError(
-                f"limit_concurrency on tasks {', '.join(limited)} needs a result backend that "
-                f"keeps concurrency slots, and the worker has {where}: use "
-                "App(results='redis://...') or App(results='sqlite://')"
-            )
+        require_backend_method(
+            self.backend, limited, "limit_concurrency", "acquire_slot", "concurrency slots"
+        )
 
     async def acquire(self, job: Job) -> Action | None:
         """None: the run may start (it holds a slot, if its task is limited).

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from aioack._rate import Rate
 from aioack.decide import Action, ActionKind
-from aioack.errors import BrokerError, ConfigurationError
+from aioack.errors import BrokerError
 from aioack.results.base import ResultBackend
+from aioack.worker.needs import require_backend_method
 
 if TYPE_CHECKING:
     from aioack.task import Task
@@ -44,16 +45,7 @@ class RateGate:
     def check(self, tasks: list[Task[Any, Any]]) -> None:
         """Raises ConfigurationError when a rate-limited task has no backend to keep tokens."""
         limited = [t.name for t in tasks if t.options.rate_limit is not None]
-        if not limited:
-            return
-        backend = self.backend
-        if backend is None or type(backend).reserve_rate is ResultBackend.reserve_rate:
-            where = "no result backend" if backend is None else type(backend).__name__
-            raise ConfigurationError(
-                f"rate_limit on tasks {', '.join(limited)} needs a result backend that keeps "
-                f"rate limits, and the worker has {where}: use App(results='redis://...') "
-                "or App(results='sqlite://')"
-            )
+        require_backend_method(self.backend, limited, "rate_limit", "reserve_rate", "rate limits")
 
     async def admit(self, job: Job) -> Action | None:
         """None: the run may start now. Otherwise the DEFER that sends it back until its token."""
