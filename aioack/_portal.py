@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -25,6 +26,8 @@ T = TypeVar("T")
 
 #: Loops still running at interpreter exit are stopped then (their threads are daemons).
 _RUNNING: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+#: Every LoopThread, so that a forked child can forget its parent's.
+_ALL: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 
 def refuse_inside_event_loop(what: str) -> None:
@@ -54,6 +57,14 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        _ALL.add(self)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's thread does not exist here, and its
+        connections are the parent's. Start afresh on the next call, closing nothing."""
+        self._lock = threading.Lock()  # it may have been held by a parent's thread
+        self._loop = self._thread = None
+        _RUNNING.discard(self)
 
     @property
     def running(self) -> bool:
@@ -125,6 +136,16 @@ def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
             loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _forget_all_in_child() -> None:
+    for portal in list(_ALL):
+        portal.forget()
+
+
+# A process that forks after a *_sync call: its child would wait for ever on a
+# loop whose thread stayed in the parent.
+os.register_at_fork(after_in_child=_forget_all_in_child)
 
 
 @atexit.register

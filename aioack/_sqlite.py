@@ -124,6 +124,8 @@ class SQLiteIO:
         self._name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        #: Set by aclose(): the thread resolves it once the connection is closed.
+        self._closed: asyncio.Future[None] | None = None
 
     @property
     def started(self) -> bool:
@@ -176,9 +178,14 @@ class SQLiteIO:
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        # The thread says when it has closed the file, rather than being joined
+        # in an executor thread: at interpreter exit (the sync API closes then)
+        # Python refuses to start a new executor thread.
+        closed = self._closed = asyncio.get_running_loop().create_future()
         self._queue.put(_STOP)
-        await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
-        if thread.is_alive():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(closed), 5.0)
+        if thread.is_alive() and not closed.done():
             logger.error("SQLite %s: its thread did not end within 5 s", self._name)
 
     # -- the thread ----------------------------------------------------------
@@ -203,6 +210,10 @@ class SQLiteIO:
                     break
         finally:
             conn.close()
+            closed = self._closed
+            if closed is not None:
+                with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                    closed.get_loop().call_soon_threadsafe(_succeed, closed, None)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(

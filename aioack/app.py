@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
@@ -406,7 +407,13 @@ class App:
             if self._sync is None:
                 twin = self._twin()
                 self._sync = (LoopThread("sync", on_close=twin.aclose), twin)
+                _WITH_SYNC.add(self)
             return self._sync
+
+    def _forget_sync(self) -> None:
+        """In a forked child: the sync twin's connections are the parent's; a new one
+        is made on the next call (nothing is closed: that would be the parent's)."""
+        self._sync_lock, self._sync = threading.Lock(), None
 
     def _twin(self) -> App:
         """A copy of this App with connections of its own, built from the same URLs."""
@@ -705,6 +712,18 @@ def _shared_refusal(what: str, given: object) -> str:
         f"given a {type(given).__name__} instance: pass its URL (and options) to App() "
         "instead"
     )
+
+
+#: Apps that made a *_sync call: a forked child forgets their sync twins.
+_WITH_SYNC: weakref.WeakSet[App] = weakref.WeakSet()
+
+
+def _forget_sync_in_child() -> None:
+    for app in list(_WITH_SYNC):
+        app._forget_sync()
+
+
+os.register_at_fork(after_in_child=_forget_sync_in_child)
 
 
 class _TaskDecorator:

@@ -94,3 +94,30 @@ def test_apply_async_on_commit_passes_its_options() -> None:
     with transaction.atomic():
         widget_created.apply_async_on_commit((1,), countdown=600)
     assert published() == before + 1  # held as delayed, counted
+
+
+def test_a_publish_failing_at_commit_is_logged_and_the_others_still_publish(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.django_project.shop.tasks import widget_created
+
+    real, attempts, other = widget_created.apply_async_sync, [], []
+
+    def first_fails(
+        args: tuple[object, ...], kwargs: dict[str, object], **options: object
+    ) -> object:
+        attempts.append(args)
+        if len(attempts) == 1:
+            raise ConnectionError("broker down")  # the first publish meets an outage
+        return real(args, kwargs, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(widget_created, "apply_async_sync", first_fails)
+    before = published()
+    with transaction.atomic():  # raises nothing: the data is committed
+        for n in range(3):
+            widget_created.delay_on_commit(n)
+        transaction.on_commit(lambda: other.append("another library's callback"))
+    assert len(attempts) == 3 and other == ["another library's callback"]
+    assert published() == before + 2  # the two that met no outage
+    failed = [r for r in caplog.records if getattr(r, "event", "") == "publish_on_commit_failed"]
+    assert len(failed) == 1 and "broker down" in failed[0].getMessage()

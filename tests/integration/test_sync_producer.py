@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -229,3 +231,52 @@ def test_a_test_client_without_with_serves_requests_on_new_loops(urls: tuple[str
     first, second = client.post("/add"), client.post("/add")
     assert first.status_code == second.status_code == 200, (first.text, second.text)
     assert first.json()["id"] != second.json()["id"]
+
+
+_FORK_THEN_SYNC = """
+import os, signal, sys
+from aioack import App
+app = App(sys.argv[1])
+@app.task(queue="forked")
+def add(x: int, y: int) -> int:
+    return x + y
+add.delay_sync(1, 2)  # the parent starts its sync loop thread
+pid = os.fork()
+if pid == 0:
+    signal.alarm(20)  # a hang kills the child
+    add.delay_sync(3, 4)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child", "hung" if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+"""
+
+
+def test_a_forked_child_of_a_sync_caller_publishes_instead_of_hanging(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fork.db"
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_THEN_SYNC, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "child 0", done.stdout + done.stderr
+
+
+def test_at_exit_the_sync_api_closes_its_sqlite_files_without_a_warning(tmp_path: Path) -> None:
+    script = (
+        "import sys\nfrom aioack import App\n"
+        "app = App(sys.argv[1], results=sys.argv[2])\n"
+        "@app.task(queue='exit')\ndef add(x: int, y: int) -> int:\n    return x + y\n"
+        "add.delay_sync(1, 2)\n"
+    )
+    broker, results = tmp_path / "b.db", tmp_path / "r.db"
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{broker}", f"sqlite:///{results}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "failed" not in done.stderr, done.stderr
+    # Closed: each file checkpointed and its -wal / -shm removed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.db", "r.db"]

@@ -6,13 +6,17 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from django.db import close_old_connections, transaction
 
 from aioack.app import App, _TaskDecorator
+from aioack.message import new_task_id
 from aioack.task import Task, TaskContext
+
+logger = logging.getLogger("aioack.django")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,8 +71,27 @@ class DjangoTask(Task[P, R]):
             )
         kwargs = dict(kwargs or {})
         self.signature.to_wire(tuple(args), kwargs)  # a bad call fails here, not at commit
+        options.setdefault("task_id", new_task_id())  # to name it if its publish fails
         publish = functools.partial(self.apply_async_sync, args, kwargs, **options)
-        transaction.on_commit(publish, using=using)
+        transaction.on_commit(functools.partial(_robustly, publish, self.name), using=using)
+
+
+def _robustly(publish: Callable[[], object], task_name: str) -> None:
+    """Publish, and never let a failure stop the transaction's other on_commit
+    callbacks (Django runs them in order and gives up at the first that raises:
+    one broker error would drop every later publish of the transaction)."""
+    try:
+        publish()
+    except Exception as exc:
+        task_id = getattr(publish, "keywords", {}).get("task_id")
+        logger.error(
+            "%s[%s]: not published after the commit: %s: %s",
+            task_name,
+            task_id,
+            type(exc).__name__,
+            exc,
+            extra={"event": "publish_on_commit_failed", "task": task_name, "task_id": task_id},
+        )
 
 
 def closing_connections(task: Task[P, R]) -> Task[P, R]:
