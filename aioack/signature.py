@@ -20,12 +20,13 @@ still is no ``int``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from aioack.errors import InvalidArguments
@@ -241,7 +242,19 @@ def same_value(arrived: Any, sent: Any) -> bool:
         )
     if isinstance(sent, float) and sent != sent:  # NaN is never equal to itself
         return False
+    if isinstance(sent, BaseModel):  # ``==`` on models compares fields with ``==``
+        return same_value(_model_fields(arrived), _model_fields(sent))
+    if dataclasses.is_dataclass(sent) and not isinstance(sent, type):
+        return same_value(_dataclass_fields(arrived), _dataclass_fields(sent))
     return bool(arrived == sent)
+
+
+def _model_fields(model: BaseModel) -> dict[str, Any]:
+    return {**model.__dict__, **(model.__pydantic_extra__ or {})}
+
+
+def _dataclass_fields(instance: Any) -> dict[str, Any]:
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
 
 
 def _describe(value: Any) -> str:

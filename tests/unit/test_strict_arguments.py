@@ -6,6 +6,7 @@ encoded and decoded as the broker carries it, ``from_wire`` in the worker.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from aioack import App, InvalidArguments
 from aioack.brokers import MemoryBroker
@@ -231,3 +232,29 @@ def test_what_goes_in_comes_out_equal_or_the_call_fails(call: tuple[Any, bool, A
         assert same_value(taken, value) or taken == value, (value, taken)
     if isinstance(arrived, float):
         assert math.isfinite(arrived)
+
+
+class _Level(enum.IntEnum):
+    HIGH = 1
+
+
+class _Holder(BaseModel):
+    value: Any
+
+
+@dataclasses.dataclass
+class _Box:
+    value: Any
+
+
+@pytest.mark.parametrize(
+    "value", [_Holder(value=_Level.HIGH), _Box(_Level.HIGH), _Holder(value=(1, 2))]
+)
+def test_a_model_or_dataclass_whose_any_field_would_change_fails_at_the_call_site(
+    value: Any,
+) -> None:
+    # == on the model would pass: _Level.HIGH == 1 and (1, 2) == ... after JSON.
+    def task(holder: Any) -> None: ...
+
+    with pytest.raises(InvalidArguments, match="would not arrive unchanged"):
+        TaskSignature(task, object).to_wire((value,), {})
