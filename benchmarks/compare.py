@@ -13,9 +13,12 @@
    tasks/s, and the worker's CPU µs per task over the same window. Repeated
    ``--reps`` times, interleaved across systems (the order rotates), medians
    and min-max.
-3. Scenario "enqueue": the same client's enqueue rate, one call per message
+3. Scenario "latency": after each backlog run, the same worker set-up takes
+   runs one at a time (send, wait for its end, send the next): p50/p95/p99
+   from the send to the run's end (100 runs, --quick; 500), after 20 dropped.
+4. Scenario "enqueue": the same client's enqueue rate, one call per message
    and (where the system has one) its batch API.
-4. Busy machine: a fixed CPU loop timed before and after; the run is
+5. Busy machine: a fixed CPU loop timed before and after; the run is
    flagged when they differ by more than 20 %.
 
 Writes ``benchmarks/results/<date>[-quick].json``, the section between the
@@ -62,8 +65,9 @@ REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 AMQP = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 CONCURRENCY, PREFETCH = 50, 100
 BUSY_LIMIT = 0.20
+WARMUP = 20
 #: The families with a batch API that sends separate messages (the others have none).
-HAS_BATCH = {"aioack", "raw"}
+HAS_BATCH = {"aioack", "raw", "streaq"}
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class System:
             ],
             "arq": [str(bin_dir / "arq"), f"{app}.arq_app.WorkerSettings"],
             "saq": [str(bin_dir / "saq"), f"{app}.saq_app.settings", "--workers", "1"],
+            "streaq": [str(bin_dir / "streaq"), "run", f"{app}.streaq_app:worker"],
         }[self.family]
 
 
@@ -149,8 +154,9 @@ SYSTEMS = [
     System("celery-redis", "celery", "redis", "acks_late, pool=solo, prefetch_multiplier=100"),
     System("dramatiq-redis", "dramatiq", "redis", "ack after run, 1 process x 8 threads"),
     System("taskiq-redis", "taskiq", "redis", "RedisStreamBroker, ack when_executed, 50 async"),
-    System("arq", "arq", "redis", "max_jobs=50, keep_result=0"),
+    System("arq", "arq", "redis", "max_jobs=50, keep_result=0, poll_delay 0.5 s (default)"),
     System("saq", "saq", "redis", "concurrency=50"),
+    System("streaq", "streaq", "redis", "concurrency=50, prefetch=100, ack after run"),
     System("aioack-rabbitmq", "aioack", "rabbitmq", "quorum queue, confirms, late ack, c=50"),
     System("raw-rabbitmq", "raw", "rabbitmq", "aio-pika, quorum queue, qos 100, ack each"),
     System("celery-rabbitmq", "celery", "rabbitmq", "acks_late, pool=solo, prefetch_mult=100"),
@@ -272,6 +278,34 @@ def run_backlog(system: System, n: int, scratch: Path) -> dict[str, Any]:
     }
 
 
+def run_latency(system: System, n: int, scratch: Path) -> dict[str, float]:
+    """Sequential runs through one worker: p50/p95/p99 ms from send to the run's end.
+
+    The first WARMUP runs are dropped (the worker starting, first-use costs).
+    """
+    queue, key = f"bench-{uuid.uuid4().hex[:8]}", f"bench:latency:{uuid.uuid4().hex}"
+    env = _env(system, queue, scratch, BENCH_MODE="latency", BENCH_KEY=key)
+    _drive(system, env, "reset", timeout_s=60)
+    log = (scratch / f"{system.name}.log").open("ab")
+    worker = subprocess.Popen(
+        system.worker_argv(queue),
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        args = ["latency", str(n + WARMUP), key]
+        got = _drive(system, env, *args, timeout_s=120 + n)["latency_s"][WARMUP:]
+    finally:
+        _stop(worker)
+        log.close()
+        _drive(system, env, "reset", timeout_s=60)
+    cuts = statistics.quantiles([s * 1000 for s in got], n=100)
+    return {"p50_ms": cuts[49], "p95_ms": cuts[94], "p99_ms": cuts[98]}
+
+
 def run_enqueue(system: System, n: int, scratch: Path, *, single: bool) -> float:
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     env = _env(system, queue, scratch)
@@ -327,7 +361,6 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "redis": info.get("redis_version"),
         "rabbitmq": rabbit,
-        "loadavg_start": os.getloadavg(),
     }
 
 
@@ -362,59 +395,90 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def one_rep(system: System, args: argparse.Namespace, n: int, scratch: Path) -> dict[str, Any]:
+    """The backlog run, then (unless skipped) the latency run, of one system."""
+    try:
+        got = run_backlog(system, n, scratch)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if not args.skip_latency:
+        try:
+            got["latency"] = run_latency(system, 100 if args.quick else 500, scratch)
+        except Exception as exc:
+            got["latency_error"] = f"{type(exc).__name__}: {exc}"
+    return got
+
+
+def enqueue_rates(
+    systems: list[System], count: int, scratch: Path, notes: list[str]
+) -> dict[str, Any]:
+    rates: dict[str, dict[str, float]] = {}
+    for system in systems:
+        try:
+            got = {"single": run_enqueue(system, count, scratch, single=True)}
+            if system.family in HAS_BATCH:
+                got["batch"] = run_enqueue(system, count, scratch, single=False)
+            rates[system.name] = got
+        except Exception as exc:
+            notes.append(f"enqueue {system.name}: {type(exc).__name__}: {exc}")
+        print(f"enqueue {system.name:18} {rates.get(system.name)}", flush=True)
+    return rates
+
+
+def summarize(raw: dict[str, list[dict[str, Any]]], notes: list[str]) -> dict[str, Any]:
+    """Medians and min-max of each system's successful runs; failures into ``notes``."""
+    backlog: dict[str, Any] = {}
+    for name, runs in raw.items():
+        ok = [r for r in runs if "error" not in r]
+        errors = [r.get("error") or r.get("latency_error") for r in runs]
+        if any(errors):
+            first = next(e for e in errors if e)
+            notes.append(f"{name}: {sum(map(bool, errors))} of {len(runs)} runs failed: {first}")
+        if not ok:
+            continue
+        backlog[name] = {
+            "tasks_per_s": _summary([r["tasks_per_s"] for r in ok]),
+            "cpu_us_per_task": _summary([r["cpu_us_per_task"] for r in ok]),
+            "runs": len(ok),
+        }
+        timed = [r["latency"] for r in ok if "latency" in r]
+        if timed:
+            backlog[name]["latency_ms"] = {
+                p: statistics.median(t[f"{p}_ms"] for t in timed) for p in ("p50", "p95", "p99")
+            }
+    return backlog
+
+
 def measure(args: argparse.Namespace, systems: list[System], notes: list[str]) -> dict[str, Any]:
     n = 2_000 if args.quick else 20_000
     scratch = Path(tempfile.mkdtemp(prefix="aioack-compare-"))
+    started_load = os.getloadavg()
     probes = [cpu_probe()]
     raw: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     for rep in range(args.reps):
         order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
         for system in order:
-            try:
-                got = run_backlog(system, n, scratch)
-            except Exception as exc:
-                got = {"error": f"{type(exc).__name__}: {exc}"}
+            got = one_rep(system, args, n, scratch)
             print(f"rep {rep + 1} {system.name:18} {got}", flush=True)
             raw[system.name].append(got)
         probes.append(cpu_probe())
-    enqueue: dict[str, dict[str, float]] = {}
+    enqueue = {}
     if not args.skip_enqueue:
-        count = 1_000 if args.quick else 5_000
-        for system in systems:
-            try:
-                rates = {"single": run_enqueue(system, count, scratch, single=True)}
-                if system.family in HAS_BATCH:
-                    rates["batch"] = run_enqueue(system, count, scratch, single=False)
-                enqueue[system.name] = rates
-            except Exception as exc:
-                notes.append(f"enqueue {system.name}: {type(exc).__name__}: {exc}")
-            print(f"enqueue {system.name:18} {enqueue.get(system.name)}", flush=True)
+        enqueue = enqueue_rates(systems, 1_000 if args.quick else 5_000, scratch, notes)
     probes.append(cpu_probe())
     busy = max(probes) / min(probes) - 1
-    backlog = {}
-    for name, runs in raw.items():
-        ok = [r for r in runs if "error" not in r]
-        if ok:
-            backlog[name] = {
-                "tasks_per_s": _summary([r["tasks_per_s"] for r in ok]),
-                "cpu_us_per_task": _summary([r["cpu_us_per_task"] for r in ok]),
-                "runs": len(ok),
-            }
-        errors = [r["error"] for r in runs if "error" in r]
-        if errors:
-            notes.append(f"{name}: {len(errors)} of {len(runs)} runs failed: {errors[0]}")
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "backlog_tasks": n,
         "reps": args.reps,
-        "machine": {**machine(), "loadavg_end": os.getloadavg()},
+        "machine": {**machine(), "loadavg_start": started_load, "loadavg_end": os.getloadavg()},
         "versions": versions(),
         "cpu_probe_s": probes,
         "busy": busy > BUSY_LIMIT,
         "busy_spread": busy,
         "settings": {s.name: s.settings for s in systems},
-        "backlog": backlog,
+        "backlog": summarize(raw, notes),
         "backlog_raw": raw,
         "enqueue": enqueue,
         "notes": notes,
@@ -427,6 +491,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions, interleaved (3)")
     parser.add_argument("--only", default="", help="comma-separated system names")
     parser.add_argument("--skip-enqueue", action="store_true", help="no enqueue scenario")
+    parser.add_argument("--skip-latency", action="store_true", help="no latency scenario")
     parser.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     notes: list[str] = []

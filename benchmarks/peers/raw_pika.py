@@ -5,8 +5,9 @@ no-op body and one ack per message, on a quorum queue as aioack's.
 
 import asyncio
 import os
-import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import aio_pika
 
@@ -29,24 +30,27 @@ async def main() -> None:
             await message.ack()
 
 
-async def enqueue(n: int, *, single: bool = False) -> float:
-    """Persistent messages, each confirmed: one confirm waited at a time, or 500
-    awaited together. Returns the seconds the publishes took."""
+@asynccontextmanager
+async def producer() -> AsyncIterator[
+    tuple[Callable[[], Awaitable[Any]], Callable[[int], Awaitable[Any]]]
+]:
+    """``(one, many)``: one persistent message, its confirm awaited; ``many(k)``: k of
+    them, the confirms awaited together."""
     connection = await aio_pika.connect(URL)
     channel = await connection.channel(publisher_confirms=True)
     await channel.declare_queue(QUEUE, durable=True, arguments=ARGUMENTS)
 
-    def publish() -> Awaitable[object]:
+    def one() -> Awaitable[Any]:
         message = aio_pika.Message(b'{"task":"noop"}', delivery_mode=2)
         return channel.default_exchange.publish(message, routing_key=QUEUE)
 
-    started = time.perf_counter()
-    step = 1 if single else 500
-    for offset in range(0, n, step):
-        await asyncio.gather(*(publish() for _ in range(offset, min(n, offset + step))))
-    elapsed = time.perf_counter() - started
-    await connection.close()
-    return elapsed
+    async def many(k: int) -> None:
+        await asyncio.gather(*(one() for _ in range(k)))
+
+    try:
+        yield one, many
+    finally:
+        await connection.close()
 
 
 async def delete() -> None:

@@ -3,10 +3,14 @@ pipelined XACK per batch, the no-op body per entry. ``python -m benchmarks.peers
 """
 
 import asyncio
+import contextlib
 import os
-import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from benchmarks.peers import marker
 
@@ -32,23 +36,27 @@ async def main() -> None:
             await pipe.execute()
 
 
-async def enqueue(n: int, *, single: bool = False) -> float:
-    """The group first (so it reads from the start), then XADDs, one per await or
-    pipelined 500 at a time. Returns the seconds the XADDs took."""
+@asynccontextmanager
+async def producer() -> AsyncIterator[
+    tuple[Callable[[], Awaitable[Any]], Callable[[int], Awaitable[Any]]]
+]:
+    """``(one, many)``: one XADD per await; ``many(k)``: k XADDs in one pipeline.
+    The group is made first, so it reads what is queued before the worker starts."""
     client = Redis.from_url(URL)
-    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    started = time.perf_counter()
-    if single:
-        for i in range(n):
-            await client.xadd(STREAM, {"body": b'{"task":"noop"}', "id": str(i)})
-    for offset in range(0, 0 if single else n, 500):
+    with contextlib.suppress(ResponseError):  # BUSYGROUP: made already
+        await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    body = {"body": b'{"task":"noop"}', "id": "0"}
+
+    async def many(k: int) -> None:
         pipe = client.pipeline(transaction=False)
-        for i in range(offset, min(n, offset + 500)):
-            pipe.xadd(STREAM, {"body": b'{"task":"noop"}', "id": str(i)})
+        for _ in range(k):
+            pipe.xadd(STREAM, body)
         await pipe.execute()
-    elapsed = time.perf_counter() - started
-    await client.aclose()
-    return elapsed
+
+    try:
+        yield (lambda: client.xadd(STREAM, body)), many
+    finally:
+        await client.aclose()
 
 
 if __name__ == "__main__":
