@@ -492,10 +492,11 @@ class App:
         for index, signature in enumerate(bounded(signatures, "publish_many()")):
             if not isinstance(signature, Signature):
                 raise TypeError(
-                    f"publish_many() takes signatures (task.s(...)), not {signature!r} "
-                    f"(item {index})"
+                    "publish_many() takes signatures (task.s(...)), not a "
+                    f"{type(signature).__name__} (item {index})"
                 )
-            task, where = signature.task, f"publish_many(): item {index} ({signature!r})"
+            task = signature.task
+            where = f"publish_many(): item {index} ({task.name})"  # not its arguments' repr
             if task.app is not self:
                 raise ValueError(f"{where}: its task belongs to another App")
             args, kwargs = signature.args, dict(signature.kwargs)

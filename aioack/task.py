@@ -373,8 +373,8 @@ class Task(Generic[P, R]):
             if not isinstance(item, tuple):
                 raise TypeError(
                     f"{what}: item {index} is a {type(item).__name__}, not a tuple of "
-                    f"positional arguments: write ({item!r},) for a one-argument task, or "
-                    "use app.publish_many([task.s(...), ...]) for keyword arguments"
+                    "positional arguments: write (x,) for a one-argument task, or use "
+                    "app.publish_many([task.s(...), ...]) for keyword arguments"
                 )
             where = f"{what}: item {index}"
             messages.append(call_message(self.name, self.signature, item, {}, now, where))

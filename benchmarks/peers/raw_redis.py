@@ -26,6 +26,8 @@ def noop() -> None:
 
 async def main() -> None:
     client = Redis.from_url(URL)
+    with contextlib.suppress(ResponseError):  # BUSYGROUP: the producer made it
+        await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     while True:
         reply = await client.xreadgroup(GROUP, "c", {STREAM: ">"}, count=PREFETCH, block=100)
         for _, entries in reply or []:
