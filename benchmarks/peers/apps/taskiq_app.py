@@ -12,9 +12,11 @@ URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 QUEUE = os.environ.get("BENCH_QUEUE", "bench-taskiq")
 PREFETCH = int(os.environ.get("BENCH_PREFETCH", "100"))
 if URL.startswith("amqp"):
-    from taskiq_aio_pika import AioPikaBroker
+    from taskiq_aio_pika import AioPikaBroker, Queue, QueueType
 
-    broker = AioPikaBroker(URL, queue_name=QUEUE, qos=PREFETCH)
+    # A quorum queue of its own per run, as aioack's and the raw loop's.
+    queues = [Queue(name=QUEUE, type=QueueType.QUORUM)]
+    broker = AioPikaBroker(URL, task_queues=queues, qos=PREFETCH)
 else:
     from taskiq_redis import RedisStreamBroker
 
