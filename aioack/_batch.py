@@ -39,7 +39,7 @@ def bounded(items: Iterable[T], what: str) -> list[T]:
         raise TypeError(f"{what} takes an iterable of items, not a {type(items).__name__}")
     taken = list(itertools.islice(items, MAX_BATCH + 1))
     if len(taken) > MAX_BATCH:
-        raise ValueError(f"{what}: at most {MAX_BATCH} runs per call; split the batch")
+        raise ValueError(f"{what}: at most {MAX_BATCH:,} runs per call; split the batch")
     return taken
 
 

@@ -189,3 +189,25 @@ async def test_a_waiting_map_lands_each_message_once_when_room_is_made(
     drained += await _drain(broker, [queue], timeout_s=1.0)
     ids = [m.id for m in drained]
     assert sorted(ids) == sorted(r.id for r in [*first, *later]), "lost or duplicated"
+
+
+async def test_a_batch_is_bounded_and_belongs_to_one_app() -> None:
+    """Over 10,000 runs, or a signature of another App's task: refused before any publish."""
+    app, other = App(broker="memory://"), App(broker="memory://")
+
+    @app.task(queue="bounded")
+    async def echo(x: int) -> int:
+        return x
+
+    @other.task(queue="bounded")
+    async def elsewhere(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match="at most 10,000"):
+        await echo.map((i,) for i in range(10_001))
+    with pytest.raises(ValueError, match="another App"):
+        await app.publish_many([echo.s(1), elsewhere.s(2)])
+    with pytest.raises(TypeError, match="iterable of items"):
+        await app.publish_many("echo")  # type: ignore[arg-type]
+    assert (await app.broker.stats("bounded")).ready == 0
+    assert await echo.map([]) == []
