@@ -15,6 +15,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from pydantic import ValidationError
 
+from aioack._batch import bounded, call_message, publish_encoded
 from aioack._portal import LoopThread, refuse_inside_event_loop
 from aioack.brokers import Broker, MemoryBroker, broker_from_url
 from aioack.errors import ConfigurationError, UnknownTask
@@ -32,7 +33,7 @@ from aioack.results.revocations import (
     check_revoke_expires,
     check_task_ids,
 )
-from aioack.task import AsyncResult, Task, TaskContext
+from aioack.task import AsyncResult, Signature, Task, TaskContext
 from aioack.urls import explain
 from aioack.worker import Redactor, Worker, WorkerSettings
 from aioack.worker.settings import default_prefetch
@@ -449,20 +450,79 @@ class App:
         if self.hooks.on_publish:
             message = self._with_hook_headers(message, queue, delay_s)
         body = message.encode(self.max_message_bytes)
-        if self._loop is not asyncio.get_running_loop() or self._rebinding is not None:
-            await self.use_running_loop()
-        if not self._connected:
-            await self.connect()
-        if queue not in self._declared:
-            # Once per queue: a publish to a queue nobody declared yet must not bounce.
-            await self.broker.declare([queue])
-            self._declared.add(queue)
+        await self._ready_to_publish([queue])
         broker = self.broker
         await publish_bounded(
             lambda: broker.publish(queue, body, message_id=message.id, delay_s=delay_s),
             queue,
             broker.limits.get(queue),
         )
+
+    async def publish_messages(self, batch: Sequence[tuple[Message, str]]) -> None:
+        """Encode every ``(message, queue)``, then publish one broker batch per queue.
+
+        Nothing is published unless every message encodes. The queues'
+        batches go out concurrently; a full queue is handled as its
+        ``QueueLimit.when_full`` says.
+
+        Raises:
+            As ``publish()``: the first error of any queue, once all have ended.
+        """
+        encoded: dict[str, list[tuple[str, bytes]]] = {}
+        for message, queue in batch:
+            sent = message
+            if self.hooks.on_publish:
+                sent = self._with_hook_headers(message, queue, 0.0)
+            encoded.setdefault(queue, []).append((sent.id, sent.encode(self.max_message_bytes)))
+        if encoded:
+            await self._ready_to_publish(list(encoded))
+            await publish_encoded(self.broker, encoded)
+
+    async def publish_many(self, signatures: Iterable[Signature[Any]]) -> list[AsyncResult[Any]]:
+        """Publish one run per signature (``task.s(...)``), of any tasks, as one batch.
+
+        ``await app.publish_many([send.s("ada", subject="hi"), report.s(7)])``.
+        Each signature is checked as ``delay()`` checks its arguments, all
+        of them before anything is published: one bad signature fails the
+        call and publishes nothing. A signature's queue is its task's; each
+        queue gets one broker batch. ``.s()`` and ``.si()`` mean the same
+        here (no previous result). At most 10,000 signatures per call.
+        Returns the runs' handles, in order.
+
+        Raises:
+            TypeError: an item is not a signature.
+            InvalidArguments: a signature's arguments do not fit its task (its index named).
+            ValueError: more than 10,000 signatures.
+            MessageTooLarge, QueueFull, BrokerUnavailable, PublishFailed: as ``delay()``.
+        """
+        now, batch = time.time(), []
+        for index, signature in enumerate(bounded(signatures, "publish_many()")):
+            if not isinstance(signature, Signature):
+                raise TypeError(
+                    "publish_many() takes signatures (task.s(...)), not a "
+                    f"{type(signature).__name__} (item {index})"
+                )
+            task = signature.task
+            where = f"publish_many(): item {index} ({task.name})"  # not its arguments' repr
+            if task.app is not self:
+                raise ValueError(f"{where}: its task belongs to another App")
+            args, kwargs = signature.args, dict(signature.kwargs)
+            message = call_message(task.name, task.signature, args, kwargs, now, where)
+            batch.append((message, task.options.queue))
+        await self.publish_messages(batch)
+        return [AsyncResult(message.id, message.task, queue, self) for message, queue in batch]
+
+    async def _ready_to_publish(self, queues: Sequence[str]) -> None:
+        """On this loop, connected, and ``queues`` declared (once each)."""
+        if self._loop is not asyncio.get_running_loop() or self._rebinding is not None:
+            await self.use_running_loop()
+        if not self._connected:
+            await self.connect()
+        fresh = [queue for queue in queues if queue not in self._declared]
+        if fresh:
+            # Once per queue: a publish to a queue nobody declared yet must not bounce.
+            await self.broker.declare(fresh)
+            self._declared.update(fresh)
 
     def _with_hook_headers(self, message: Message, queue: str, delay_s: float) -> Message:
         event = PublishEvent(message.task, message.id, queue, delay_s, dict(message.headers))

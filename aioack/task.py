@@ -11,13 +11,22 @@ import inspect
 import logging
 import time
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from aioack._batch import bounded, call_message
 from aioack._unawaited import MustAwait
 from aioack._unique import stored_key, unique_window_s
 from aioack.errors import (
@@ -50,6 +59,8 @@ class Producer(Protocol):
     def tasks(self) -> Mapping[str, Task[Any, Any]]: ...
 
     async def publish(self, message: Message, queue: str, *, delay_s: float = 0.0) -> None: ...
+
+    async def publish_messages(self, batch: Sequence[tuple[Message, str]]) -> None: ...
 
     def require_results(self) -> ResultBackend: ...
 
@@ -331,6 +342,45 @@ class Task(Generic[P, R]):
             InvalidArguments, ...: as ``apply_async()``.
         """
         return self._apply_sync("delay_sync()", args, kwargs, _NO_OPTIONS)
+
+    def map(self, items: Iterable[tuple[Any, ...]]) -> Coroutine[Any, Any, list[AsyncResult[R]]]:
+        """Publish one run per item, each item a tuple of positional arguments.
+
+        ``await add.map([(1, 2), (3, 4)])``; a one-argument task takes
+        ``[(x,) for x in xs]``. Every item is checked as ``delay()`` checks
+        it before anything is published: one bad item fails the call and
+        publishes nothing. Then the runs go to the broker as one batch (one
+        pipelined round trip on Redis, one transaction on SQLite, the
+        confirms awaited together on RabbitMQ). Returns their handles, in
+        the items' order. For keyword arguments, or several tasks in one
+        batch, use ``App.publish_many([task.s(...), ...])``. At most
+        ``MAX_BATCH`` (10,000) items per call.
+
+        Raises:
+            TypeError: an item is not a tuple.
+            InvalidArguments: an item does not fit the task's signature (its index named).
+            ValueError: more than 10,000 items.
+            MessageTooLarge, QueueFull, BrokerUnavailable, PublishFailed: as ``delay()``;
+                QueueFull when the queue has no room for the whole batch (on
+                RabbitMQ, which decides per message, some may have been taken).
+        """
+        return MustAwait(self._map(items), f"{self.fn.__name__}.map(...)")
+
+    async def _map(self, items: Iterable[tuple[Any, ...]]) -> list[AsyncResult[R]]:
+        what, now = f"{self.name}.map()", time.time()
+        messages = []
+        for index, item in enumerate(bounded(items, what)):
+            if not isinstance(item, tuple):
+                raise TypeError(
+                    f"{what}: item {index} is a {type(item).__name__}, not a tuple of "
+                    "positional arguments: write (x,) for a one-argument task, or use "
+                    "app.publish_many([task.s(...), ...]) for keyword arguments"
+                )
+            where = f"{what}: item {index}"
+            messages.append(call_message(self.name, self.signature, item, {}, now, where))
+        queue = self.options.queue
+        await self.app.publish_messages([(message, queue) for message in messages])
+        return [AsyncResult(message.id, self.name, queue, self.app) for message in messages]
 
     def apply_async(
         self,

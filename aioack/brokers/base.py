@@ -228,6 +228,8 @@ class BrokerCore(Limited, ABC):
 
     #: How often (seconds) the AckManager calls ``extend`` on held deliveries.
     lease_check_interval_s: float = 1.0
+    #: ``publish_many`` into a full queue adds every item or none (False: per message).
+    batches_all_or_none: bool = True
 
     @classmethod
     @abstractmethod

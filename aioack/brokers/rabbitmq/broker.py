@@ -79,6 +79,9 @@ _AROUND_FULL_S = 0.001
 class RabbitMQBroker(Broker):
     """RabbitMQ through one robust connection: a confirm channel, one channel per consumer."""
 
+    #: A full queue refuses each message of a batch on its own (negative confirms).
+    batches_all_or_none = False
+
     def __init__(self, url: str = "amqp://guest:guest@127.0.0.1:5672/", **options: Any) -> None:
         self._url, self.options = parse_url(url, options)
         self.lease_check_interval_s = self.options.lease_check_interval_s
