@@ -119,3 +119,12 @@ async def redis_proxy() -> AsyncIterator[TcpProxy]:
     proxy = await TcpProxy(REDIS_URL).start()
     yield proxy
     await proxy.aclose()
+
+
+def same_store(results: ResultBackend) -> ResultBackend:
+    """Another client of the store ``results`` uses: its own connection (and thread)."""
+    if isinstance(results, RedisResultBackend):
+        return RedisResultBackend(results.location, key_prefix=results.prefix)
+    if isinstance(results, SQLiteResultBackend):
+        return SQLiteResultBackend(results.location)
+    return results  # memory: one process, one store

@@ -24,9 +24,7 @@ from aioack.hooks import PublishEvent, SettledEvent
 from aioack.message import Message
 from aioack.periodic import MAX_CATCH_UP_TICKS, Schedule, Scheduler
 from aioack.results import ResultBackend
-from aioack.results.redis import RedisResultBackend
-from aioack.results.sqlite import SQLiteResultBackend
-from tests.conftest import make_broker
+from tests.conftest import make_broker, same_store
 from tests.support import wait_until
 
 pytestmark = pytest.mark.contract
@@ -81,15 +79,6 @@ class Settled:
         self.count += event.action == "ack"
 
 
-def _same_store(results: ResultBackend) -> ResultBackend:
-    """Another client of the store ``results`` uses: its own connection."""
-    if isinstance(results, RedisResultBackend):
-        return RedisResultBackend(results.location, key_prefix=results.prefix)
-    if isinstance(results, SQLiteResultBackend):
-        return SQLiteResultBackend(results.location)
-    return results  # memory: one process, one store
-
-
 @pytest.fixture
 async def apps(
     broker_kind: str, broker: Broker, results: ResultBackend
@@ -100,7 +89,7 @@ async def apps(
     def make() -> App:
         if broker_kind == "memory":
             return App(broker=broker, results=results)
-        app = App(broker=make_broker(broker_kind), results=_same_store(results))
+        app = App(broker=make_broker(broker_kind), results=same_store(results))
         made.append(app)
         return app
 

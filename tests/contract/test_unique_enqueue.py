@@ -16,9 +16,7 @@ from aioack import App, ConfigurationError, QueueFull, QueueLimit
 from aioack.brokers import Broker
 from aioack.message import decode
 from aioack.results import ResultBackend
-from aioack.results.redis import RedisResultBackend
-from aioack.results.sqlite import SQLiteResultBackend
-from tests.conftest import make_broker
+from tests.conftest import make_broker, same_store
 from tests.support import unique, wait_until
 
 pytestmark = pytest.mark.contract
@@ -27,15 +25,6 @@ PRODUCERS = 50
 
 #: Builds one more producer App on the same broker and result store.
 ProducerFactory = Callable[[], App]
-
-
-def _same_store(results: ResultBackend) -> ResultBackend:
-    """Another client of the store ``results`` uses: its own connection, its own thread."""
-    if isinstance(results, RedisResultBackend):
-        return RedisResultBackend(results.location, key_prefix=results.prefix)
-    if isinstance(results, SQLiteResultBackend):
-        return SQLiteResultBackend(results.location)
-    return results  # memory: one process, one store
 
 
 @pytest.fixture
@@ -50,7 +39,7 @@ async def producer(
     def make() -> App:
         if broker_kind == "memory":
             return App(broker=broker, results=results)
-        app = App(broker=make_broker(broker_kind), results=_same_store(results))
+        app = App(broker=make_broker(broker_kind), results=same_store(results))
         made.append(app)
         return app
 
@@ -162,7 +151,7 @@ async def test_a_failed_publish_frees_the_key(
     app = (
         App(broker=broker, results=results, queue_limits=limits)
         if broker_kind == "memory"
-        else App(broker=make_broker(broker_kind), results=_same_store(results), queue_limits=limits)
+        else App(broker=make_broker(broker_kind), results=same_store(results), queue_limits=limits)
     )
     try:
         _register(app, queue)
