@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aioack.app import ENV_BROKER_URL, ENV_RESULTS_URL, App
 from aioack.brokers import MemoryBroker
 from aioack.cli.codes import ExitCode
+from aioack.cli.gcfreeze import FreezeAfterStart
 from aioack.cli.loading import load_app, load_hook, load_redactor
 from aioack.cli.scheduling import add_lease_argument, embedded
 from aioack.errors import ConfigurationError
@@ -205,7 +206,7 @@ async def _run(app: App, args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         prefetch=args.prefetch,
         shutdown_timeout=args.shutdown_timeout,
-        hooks=[*hooks, *(h for h in (probe, metrics) if h is not None)],
+        hooks=[*hooks, *(h for h in (probe, metrics) if h is not None), FreezeAfterStart()],
         log_values=load_redactor(args.log_values) if args.log_values else None,
     )
     if probe is not None:

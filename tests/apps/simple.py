@@ -22,3 +22,11 @@ class MarkStarted(Hook):
 
     def on_worker_started(self, event: WorkerEvent) -> None:
         Path(os.environ["AIOACK_TEST_MARK"]).write_text(",".join(event.queues))
+
+
+@app.task(queue="simple")
+def note_frozen_objects() -> None:
+    """Writes how many objects the collector has frozen to $AIOACK_TEST_MARK."""
+    import gc
+
+    Path(os.environ["AIOACK_TEST_MARK"]).write_text(str(gc.get_freeze_count()))
