@@ -75,20 +75,41 @@ async def test_due_delays_are_moved_once_however_many_consumers_poll(
     assert await raw.exists(keys.delayed, keys.bodies) == 0
 
 
-async def test_retry_with_a_delay_keeps_the_message_id_and_waits_in_the_delay_set(
+async def test_retry_with_a_delay_waits_in_the_delay_set_then_comes_back_as_a_body_only_entry(
     broker: RedisBroker, queue: str, raw: Redis
 ) -> None:
     await broker.publish(queue, b"attempt-1", message_id="the-id")
+    [(_, published)] = await raw.xrange(broker._io.keys(queue).stream)
+    assert published == {b"body": b"attempt-1"}, "the message id lives in the body only"
     consumer = await broker.consume([queue], prefetch=1)
     first = await consumer.get(2.0)
     assert first is not None
     await broker.retry(first, b"attempt-2", delay_s=0.3)
-    [token] = await raw.zrange(broker._io.keys(queue).delayed, 0, -1)
-    assert token.endswith(b":the-id")
+    assert await raw.zcard(broker._io.keys(queue).delayed) == 1
     copy = await consumer.get(2.0)
     assert copy is not None and (copy.body, copy.delivery_count) == (b"attempt-2", 1)
     [(_, fields)] = await raw.xrange(broker._io.keys(queue).stream)
-    assert fields[b"id"] == b"the-id"
+    assert fields == {b"body": b"attempt-2"}
+    await broker.ack(copy)
+
+
+async def test_an_entry_written_by_an_earlier_version_with_an_id_field_still_runs_and_retries(
+    broker: RedisBroker, queue: str, raw: Redis
+) -> None:
+    stream = broker._io.keys(queue).stream
+    await broker.publish(queue, b"warm-up", message_id="w")  # makes the stream and its group
+    consumer = await broker.consume([queue], prefetch=1)
+    warm = await consumer.get(2.0)
+    assert warm is not None
+    await broker.ack(warm)
+    await raw.xadd(stream, {"body": b"old-1", "id": "old-id"})
+    old = await consumer.get(2.0)
+    assert old is not None and old.body == b"old-1" and old.malformed is None
+    await broker.retry(old, b"old-2", delay_s=0.2)
+    [token] = await raw.zrange(broker._io.keys(queue).delayed, 0, -1)
+    assert token.endswith(b":old-id")
+    copy = await consumer.get(2.0)
+    assert copy is not None and (copy.body, copy.delivery_count) == (b"old-2", 1)
     await broker.ack(copy)
 
 

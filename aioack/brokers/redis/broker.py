@@ -142,7 +142,7 @@ class RedisBroker(Broker):
                     [body, message_id, _ms(delay_s), _token(message_id)],
                 )
             else:
-                await self._io.client.xadd(keys.stream, {"body": body, "id": message_id})
+                await self._io.client.xadd(keys.stream, {"body": body})
 
     async def publish_many(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
         if self.max_length(queue) is not None:
@@ -154,8 +154,8 @@ class RedisBroker(Broker):
         with translate_errors("publish", other=PublishFailed):
             for start in range(0, len(items), _PUBLISH_CHUNK):
                 pipe = self._io.client.pipeline(transaction=False)
-                for message_id, body in items[start : start + _PUBLISH_CHUNK]:
-                    pipe.xadd(stream, {"body": body, "id": message_id})
+                for _, body in items[start : start + _PUBLISH_CHUNK]:  # the id is in the body
+                    pipe.xadd(stream, {"body": body})
                 await pipe.execute()
 
     async def _publish_bounded(

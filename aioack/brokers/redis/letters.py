@@ -109,8 +109,8 @@ class RedisLetterPass(LetterPass):
 
     async def replay(self, copies: Sequence[tuple[DeadLetter, str, bytes]]) -> int:
         args: list[str | bytes | int] = [self._io.group, self._max_length or 0]
-        for letter, message_id, body in copies:
-            args += [_entry_id(letter), message_id, body]
+        for letter, _, body in copies:  # the message id is in the body
+            args += [_entry_id(letter), body]
         keys = [self._keys.stream, self._keys.dead, self._keys.delayed]
         with translate_errors("replay dead letters", other=PublishFailed):
             moved, full = await self._io.eval("replay_letters", keys, args)

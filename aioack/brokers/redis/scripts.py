@@ -8,13 +8,18 @@ whose lease ran out can never settle what another worker now holds.
 
 The keys of a queue are described in ``keys``.
 
-A stream entry has the fields ``body``, ``id`` (message id) and optionally
-``dc``: deliveries counted before this copy was added. Streams cannot put an
-entry back, so requeue/release add a copy and carry the count forward; the
-delivery count a consumer sees is ``dc`` + the PEL count of the copy.
+A stream entry has the field ``body`` and optionally ``dc``: deliveries
+counted before this copy was added. Streams cannot put an entry back, so
+requeue/release add a copy and carry the count forward; the delivery count a
+consumer sees is ``dc`` + the PEL count of the copy. The message id lives in
+the body only: every field of an entry is parsed by every consumer read, and
+an ``id`` field cost about 5 us of worker CPU per task (benchmarks/RESULTS.md).
+Entries written by earlier versions carry an ``id`` field too; it is read
+(RETRY) and copied (MOVE_BACK) but never needed.
 
-A delayed token is ``<32 hex chars>:<message id>``, so moving it to the
-stream needs no second lookup for the id.
+A delayed token is ``<32 hex chars>:<message id>`` (the id part empty for a
+retry of an entry without an ``id`` field): unique by its random part; the
+id only tells a person reading the sorted set what waits there.
 
 Scripts read the clock with TIME (Redis 7 replicates script effects, so this
 is allowed): every due time is on the server's clock, never a client's.
@@ -53,9 +58,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function schedule(stream, delayed, bodies, body, mid, delay_ms, token)
+local function schedule(stream, delayed, bodies, body, delay_ms, token)
   if delay_ms <= 0 then
-    redis.call('XADD', stream, '*', 'body', body, 'id', mid)
+    redis.call('XADD', stream, '*', 'body', body)
   else
     redis.call('ZADD', delayed, string.format('%d', now_ms() + delay_ms), token)
     redis.call('HSET', bodies, token, body)
@@ -112,8 +117,9 @@ return 1
 """
 
 # KEYS stream, delayed, bodies; ARGV group, consumer, id, body, delay_ms, nonce
-# -> 1 | 0 not owned. The copy keeps the original's message id; adding it and
-# acking the original are one step, so a crash can neither lose nor double it.
+# -> 1 | 0 not owned. Adding the copy and acking the original are one step, so
+# a crash can neither lose nor double it. (The token names the original's
+# message id when its entry, written by an earlier version, has an id field.)
 RETRY = """
 if not owned_count(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
 local mid = ''
@@ -124,14 +130,14 @@ if entry[1] then
     if f[i] == 'id' then mid = f[i + 1] end
   end
 end
-schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[4], mid, tonumber(ARGV[5]), ARGV[6] .. ':' .. mid)
+schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[4], tonumber(ARGV[5]), ARGV[6] .. ':' .. mid)
 drop(KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
 
 # KEYS stream, delayed, bodies; ARGV body, message id, delay_ms, token.
 PUBLISH_DELAYED = """
-schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4])
+schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[3]), ARGV[4])
 return 1
 """
 
@@ -145,7 +151,7 @@ local waiting = redis.call('XLEN', KEYS[1]) - pending_count(KEYS[1], ARGV[1])
   + redis.call('ZCARD', KEYS[2])
 if waiting + (#ARGV - 3) / 3 > tonumber(ARGV[2]) then return 0 end
 for i = 4, #ARGV, 3 do
-  schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], tonumber(ARGV[3]), ARGV[i + 2])
+  schedule(KEYS[1], KEYS[2], KEYS[3], ARGV[i], tonumber(ARGV[3]), ARGV[i + 2])
 end
 return 1
 """
@@ -210,7 +216,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumb
 for _, token in ipairs(due) do
   local body = redis.call('HGET', KEYS[3], token)
   if body then
-    redis.call('XADD', KEYS[1], '*', 'body', body, 'id', string.sub(token, 34))
+    redis.call('XADD', KEYS[1], '*', 'body', body)
   end
   redis.call('ZREM', KEYS[2], token)
   redis.call('HDEL', KEYS[3], token)
@@ -278,7 +284,7 @@ return removed
 """
 
 # KEYS stream, dead, delayed; ARGV group, max_length (0: unbounded), then
-# entry id, message id, body for each letter -> {letters moved, 1 full | 0}.
+# entry id, body for each letter -> {letters moved, 1 full | 0}.
 # A replay: each letter still there becomes a fresh entry of the stream (no
 # ``dc``: its deliveries are counted from 1) and leaves the dead stream, in
 # one atomic step. A letter gone already (another replay or purge took it)
@@ -293,10 +299,10 @@ if bound > 0 then
     + redis.call('ZCARD', KEYS[3])
 end
 local moved = 0
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 2 do
   if #redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i]) > 0 then
     if bound > 0 and waiting >= bound then return {moved, 1} end
-    redis.call('XADD', KEYS[1], '*', 'body', ARGV[i + 2], 'id', ARGV[i + 1])
+    redis.call('XADD', KEYS[1], '*', 'body', ARGV[i + 1])
     redis.call('XDEL', KEYS[2], ARGV[i])
     moved = moved + 1
     waiting = waiting + 1
