@@ -169,3 +169,28 @@ async def test_delete_removes_every_key_of_the_queue(
     assert await raw.exists(keys.stream, keys.delayed, keys.bodies, keys.dead) == 0
     stats = await broker.stats(queue)
     assert (stats.pending, stats.dead) == (0, 0)
+
+
+async def test_a_read_sends_body_only_entries_compact_and_others_whole_in_stream_order(
+    broker: RedisBroker, queue: str, raw: Redis
+) -> None:
+    stream = broker._io.keys(queue).stream
+    await broker.publish(queue, b"a", message_id="a")
+    await raw.xadd(stream, {"body": b"b", "dc": b"2"})  # a requeued copy: 2 deliveries so far
+    await broker.publish(queue, b"c", message_id="c")
+    # FETCH's reply: each body-only entry as (id, body), the other with all its fields
+    reply = await broker._io.eval("fetch", [stream], [broker._io.group, "probe", 10])
+    [(name, flat)] = reply
+    assert name == stream.encode()
+    assert [flat[1], flat[3], flat[5]] == [b"a", [b"body", b"b", b"dc", b"2"], b"c"]
+    await raw.xgroup_setid(stream, broker._io.group, "0")  # read them again, as a consumer
+    consumer = await broker.consume([queue], prefetch=10)
+    got = [await consumer.get(2.0) for _ in range(3)]
+    assert [(d.body, d.delivery_count, d.redelivered) for d in got if d is not None] == [
+        (b"a", 1, False),
+        (b"b", 3, True),
+        (b"c", 1, False),
+    ]
+    for delivery in got:
+        assert delivery is not None
+        await broker.ack(delivery)

@@ -240,6 +240,12 @@ class RedisConsumer(Consumer):
         self._held.add((queue, entry_id))
         self._ready.append((delivery, time.monotonic()))
 
+    def _accept_body(self, queue: str, entry_id: bytes, body: bytes) -> None:
+        """``_accept`` for a first delivery of an entry holding only its body."""
+        delivery = Delivery(queue, body, 1, False, Handle(self, entry_id))
+        self._held.add((queue, entry_id))
+        self._ready.append((delivery, time.monotonic()))
+
     async def _read(self, free: int, block_s: float) -> None:
         if self._ceilings:
             # A blocking XREADGROUP cannot count the PEL first: read with FETCH,
@@ -249,24 +255,30 @@ class RedisConsumer(Consumer):
             replies = await self.io.eval("fetch", keys, args)
             if not replies and block_s > 0:
                 await asyncio.sleep(block_s)
-        elif len(self._queues) == 1:
-            replies = await self._xreadgroup(free, block_s)
         else:
-            # FETCH reads the queues in order and returns at most `free` in all;
-            # only when all are empty do we block on every stream at once.
+            # FETCH reads the queues in order and returns at most `free` in all,
+            # in its compact form (see scripts.FETCH); only when all are empty
+            # do we block on every stream at once.
             keys = list(self._streams)
             replies = await self.io.eval("fetch", keys, [self.io.group, self.name, free])
             if not replies and block_s > 0:
-                replies = await self._xreadgroup(free, block_s)
+                replies = [
+                    (stream, [part for entry in entries for part in entry])
+                    for stream, entries in await self._xreadgroup(free, block_s)
+                ]
         excess: list[tuple[str, bytes]] = []
-        for stream, entries in replies:
+        for stream, flat in replies:
             queue = self._streams[stream.decode()]
-            for entry_id, flat in entries:
-                if free > 0 and self._receiving:
-                    self._accept(queue, entry_id, flat, 1, reclaimed=False)
+            for i in range(0, len(flat), 2):
+                entry_id, content = flat[i], flat[i + 1]
+                if not (free > 0 and self._receiving):
+                    excess.append((queue, entry_id))
+                elif isinstance(content, bytes):  # FETCH's compact form: the body alone
+                    self._accept_body(queue, entry_id, content)
                     free -= 1
                 else:
-                    excess.append((queue, entry_id))
+                    self._accept(queue, entry_id, content, 1, reclaimed=False)
+                    free -= 1
         if excess:
             # A blocking read over several streams that found data in more
             # than one at once, or a cancel() that raced the read.

@@ -229,7 +229,11 @@ return {#due, wait}
 
 # KEYS streams in priority order; ARGV group, consumer, count, then optionally one
 # ceiling per stream (max_unacked; 0: none)
-# -> {{stream, {{id, fields}, ...}}, ...}, never more than count entries in all.
+# -> {{stream, {id, body or fields, id, body or fields, ...}}, ...}, never more
+# than count entries in all, in stream order: an entry whose only field is
+# its body comes as its id and the body (2 reply elements to parse in Python,
+# not 5: reading was the worker's largest cost per task), any other entry as
+# its id and its whole field list.
 # (One XREADGROUP over several streams applies COUNT to each stream.) A stream
 # with a ceiling gives only what keeps its PEL, all consumers together, at or
 # below it: counted and read in one step, so no other consumer reads in between.
@@ -252,7 +256,13 @@ for i, key in ipairs(KEYS) do
                      'STREAMS', key, '>')
     end
     if r and r[1] then
-      out[#out + 1] = r[1]
+      local flat = {}
+      for _, e in ipairs(r[1][2]) do
+        local f = e[2]
+        flat[#flat + 1] = e[1]
+        if #f == 2 and f[1] == 'body' then flat[#flat + 1] = f[2] else flat[#flat + 1] = f end
+      end
+      out[#out + 1] = {key, flat}
       left = left - #r[1][2]
     end
   end
