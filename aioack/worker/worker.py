@@ -456,7 +456,9 @@ class Worker:
                     ", redelivered" if job.context.redelivered else "",
                     extra=self._started_fields(job),
                 )
-            gate = await self._results.before_run(job)
+            # Without a result backend the result flow has nothing to do: no
+            # claim, slot, token or record (no call for it on the hot path).
+            gate = await self._results.before_run(job) if self.results is not None else None
             if gate is not None:
                 # Not run (key completed, or held by a live run): settle now; a
                 # DEFER sends the same message back, attempt unchanged.
@@ -476,7 +478,9 @@ class Worker:
                 result = RunResult(Outcome(OutcomeKind.LOST))
             else:
                 result = await self._execute(job)
-            await self._settle(job, self._results.encode(job, result))
+            if self.results is not None:
+                result = self._results.encode(job, result)
+            await self._settle(job, result)
         except Exception:  # a bug in the worker or a backend: never a wedged delivery
             logger.exception("task %s: internal error; its delivery is requeued", job.held.label)
             if not job.held.settled and self._acks is not None:
@@ -485,7 +489,7 @@ class Worker:
             # However the run ended (a bug, a cancel), its claim's renewer stops
             # with it and an unfinished claim is released (off the hot path: a
             # settled run holds none).
-            if self._results.holds(job):
+            if self.results is not None and self._results.holds(job):
                 await self._results.end(job)
 
     def _refusal_at_slot(self, job: Job) -> Action | None:
@@ -541,7 +545,8 @@ class Worker:
         )
         # Late ack: the result is stored before the settle goes out; a failed
         # store turns the ack into a requeue (never a lost result).
-        action = await self._results.after_run(job, result, action)
+        if self.results is not None:
+            action = await self._results.after_run(job, result, action)
         retry_body = (
             held.message.next_attempt().encode(self.settings.max_message_bytes)
             if action.kind is ActionKind.RETRY
