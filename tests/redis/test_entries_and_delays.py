@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from aioack.brokers import DeadLetter, Delivery
 from aioack.brokers.redis import RedisBroker
+from aioack.brokers.redis.consumer import unpack_bodies
 from aioack.errors import MalformedMessage
 from aioack.message import decode
 
@@ -171,23 +172,29 @@ async def test_delete_removes_every_key_of_the_queue(
     assert (stats.pending, stats.dead) == (0, 0)
 
 
-async def test_a_read_sends_body_only_entries_compact_and_others_whole_in_stream_order(
+async def test_a_read_packs_a_batch_of_body_only_entries_and_sends_a_mixed_one_whole(
     broker: RedisBroker, queue: str, raw: Redis
 ) -> None:
     stream = broker._io.keys(queue).stream
-    await broker.publish(queue, b"a", message_id="a")
+    odd = b"with spaces 12 34 \x00\xff and a newline\n"
+    for body in (b"a", b"", odd):
+        await broker.publish(queue, body, message_id="m")
+    # A batch of body-only entries: one string, every body exact
+    [(name, packed)] = await broker._io.eval("fetch", [stream], [broker._io.group, "probe", 10])
+    assert name == stream.encode() and isinstance(packed, bytes)
+    assert [body for _, body in unpack_bodies(packed)] == [b"a", b"", odd]
+    # A batch with any other entry: each entry with its fields, in stream order
     await raw.xadd(stream, {"body": b"b", "dc": b"2"})  # a requeued copy: 2 deliveries so far
     await broker.publish(queue, b"c", message_id="c")
-    # FETCH's reply: each body-only entry as (id, body), the other with all its fields
-    reply = await broker._io.eval("fetch", [stream], [broker._io.group, "probe", 10])
-    [(name, flat)] = reply
-    assert name == stream.encode()
-    assert [flat[1], flat[3], flat[5]] == [b"a", [b"body", b"b", b"dc", b"2"], b"c"]
-    await raw.xgroup_setid(stream, broker._io.group, "0")  # read them again, as a consumer
+    [(_, flat)] = await broker._io.eval("fetch", [stream], [broker._io.group, "probe", 10])
+    assert [flat[1], flat[3]] == [[b"body", b"b", b"dc", b"2"], [b"body", b"c"]]
+    await raw.xgroup_setid(stream, broker._io.group, "0")  # read them all again, as a consumer
     consumer = await broker.consume([queue], prefetch=10)
-    got = [await consumer.get(2.0) for _ in range(3)]
+    got = [await consumer.get(2.0) for _ in range(5)]
     assert [(d.body, d.delivery_count, d.redelivered) for d in got if d is not None] == [
         (b"a", 1, False),
+        (b"", 1, False),
+        (odd, 1, False),
         (b"b", 3, True),
         (b"c", 1, False),
     ]

@@ -25,8 +25,8 @@ from aioack.brokers.rabbitmq.topology import (
     read_letter,
     read_receipt,
 )
-from aioack.brokers.redis.consumer import parse_entry
-from aioack.errors import MalformedMessage, MessageTooLarge
+from aioack.brokers.redis.consumer import parse_entry, unpack_bodies
+from aioack.errors import BrokerError, MalformedMessage, MessageTooLarge
 from aioack.message import Message, decode
 
 # What an AMQP field table can carry, as aio-pika hands it to us.
@@ -128,6 +128,32 @@ def test_any_stream_entry_is_a_message_or_marked_malformed(flat: list[bytes]) ->
         fields = dict(zip(flat[0::2], flat[1::2], strict=True))
         assert entry.body == fields[b"body"]
         assert set(fields) <= {b"body", b"id", b"dc"}
+
+
+entry_ids = st.from_regex(rb"\A[0-9]{1,13}-[0-9]{1,5}\Z")
+
+
+@given(st.lists(st.tuples(entry_ids, st.binary(max_size=40)), max_size=8))
+@settings(max_examples=300)
+@example([(b"1-0", b"12 34 "), (b"2-0", b"")])
+def test_fetch_packed_bodies_read_back_exactly(entries: list[tuple[bytes, bytes]]) -> None:
+    packed = b"".join(b"%s %d %s" % (entry_id, len(body), body) for entry_id, body in entries)
+    assert list(unpack_bodies(packed)) == entries
+
+
+@given(st.binary(max_size=60))
+@settings(max_examples=500)
+@example(b"1-0 5 abc")  # a length past the end
+@example(b"1-0 x abc")  # no length
+@example(b" 3 abc")  # no id
+@example(b"1-0 3 abc1-0")  # a cut-off second entry
+@example(b"1-0 03 abc")  # a length our script never writes
+def test_any_packed_reply_reads_as_entries_inside_it_or_is_refused(packed: bytes) -> None:
+    with contextlib.suppress(BrokerError):
+        read = list(unpack_bodies(packed))
+        # What was read is the whole reply, piece by piece: nothing made up.
+        rebuilt = b"".join(b"%s %d %s" % (entry_id, len(body), body) for entry_id, body in read)
+        assert rebuilt == packed
 
 
 json_values = st.recursive(

@@ -229,11 +229,12 @@ return {#due, wait}
 
 # KEYS streams in priority order; ARGV group, consumer, count, then optionally one
 # ceiling per stream (max_unacked; 0: none)
-# -> {{stream, {id, body or fields, id, body or fields, ...}}, ...}, never more
-# than count entries in all, in stream order: an entry whose only field is
-# its body comes as its id and the body (2 reply elements to parse in Python,
-# not 5: reading was the worker's largest cost per task), any other entry as
-# its id and its whole field list.
+# -> {{stream, entries}, ...}, never more than count entries in all, in stream
+# order. When every entry read from a stream holds only its body (the usual
+# case), its entries are one string, "<id> <body length> <body>" after one
+# another: one reply element to parse in Python for the whole batch, where
+# XREADGROUP's reply has 5 per entry (reading was the worker's largest cost
+# per task). Otherwise {id, fields, id, fields, ...}.
 # (One XREADGROUP over several streams applies COUNT to each stream.) A stream
 # with a ceiling gives only what keeps its PEL, all consumers together, at or
 # below it: counted and read in one step, so no other consumer reads in between.
@@ -256,13 +257,22 @@ for i, key in ipairs(KEYS) do
                      'STREAMS', key, '>')
     end
     if r and r[1] then
-      local flat = {}
-      for _, e in ipairs(r[1][2]) do
-        local f = e[2]
-        flat[#flat + 1] = e[1]
-        if #f == 2 and f[1] == 'body' then flat[#flat + 1] = f[2] else flat[#flat + 1] = f end
+      local entries, packed = r[1][2], true
+      for _, e in ipairs(entries) do
+        if not (#e[2] == 2 and e[2][1] == 'body') then packed = false end
       end
-      out[#out + 1] = {key, flat}
+      local reply = {}
+      for _, e in ipairs(entries) do
+        if packed then
+          reply[#reply + 1] = e[1] .. ' ' .. #e[2][2] .. ' '
+          reply[#reply + 1] = e[2][2]
+        else
+          reply[#reply + 1] = e[1]
+          reply[#reply + 1] = e[2]
+        end
+      end
+      if packed then reply = table.concat(reply) end
+      out[#out + 1] = {key, reply}
       left = left - #r[1][2]
     end
   end
