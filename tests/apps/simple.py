@@ -26,7 +26,7 @@ class MarkStarted(Hook):
 
 @app.task(queue="simple")
 def note_frozen_objects() -> None:
-    """Writes how many objects the collector has frozen to $AIOACK_TEST_MARK."""
+    """Writes the frozen object count and the young threshold to $AIOACK_TEST_MARK."""
     import gc
 
-    Path(os.environ["AIOACK_TEST_MARK"]).write_text(str(gc.get_freeze_count()))
+    Path(os.environ["AIOACK_TEST_MARK"]).write_text(f"{gc.get_freeze_count()} {gc.get_threshold()[0]}")

@@ -1,4 +1,5 @@
-"""The worker command freezes what start-up made (aioack/cli/gcfreeze.py)."""
+"""The worker command freezes what start-up made and spaces out young collections
+(aioack/cli/gcfreeze.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from aioack import App
+from aioack.cli.gcfreeze import YOUNG_THRESHOLD
 from aioack.message import Message, new_task_id
 from tests.apps import simple
 
@@ -34,6 +36,8 @@ def test_a_task_run_by_the_worker_command_sees_a_frozen_start_up(tmp_path: Path)
         timeout=60,
     )
     assert done.returncode == 0, done.stderr.decode()
+    frozen, young_threshold = map(int, mark.read_text().split())
     # Thousands of objects (modules, the App, connections) exist by then; a
     # process that never froze reports 0.
-    assert int(mark.read_text()) > 1000
+    assert frozen > 1000
+    assert young_threshold == YOUNG_THRESHOLD  # CPython's default is 700
