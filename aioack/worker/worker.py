@@ -634,6 +634,7 @@ class Worker:
     ) -> None:
         # Order matters: stop taking work first, hand back what never started,
         # and keep the heartbeat renewing leases while running tasks finish.
+        self._stop.set()  # also when run() was cancelled or a loop crashed: start nothing new
         self._emit_worker(self.hooks.on_worker_stopping)
         stopping = Stopping(self._force, self.settings.shutdown_timeout)
         try:
