@@ -29,4 +29,6 @@ def note_frozen_objects() -> None:
     """Writes the frozen object count and the young threshold to $AIOACK_TEST_MARK."""
     import gc
 
-    Path(os.environ["AIOACK_TEST_MARK"]).write_text(f"{gc.get_freeze_count()} {gc.get_threshold()[0]}")
+    Path(os.environ["AIOACK_TEST_MARK"]).write_text(
+        f"{gc.get_freeze_count()} {gc.get_threshold()[0]}"
+    )
