@@ -423,8 +423,8 @@ class Worker:
             self._ready.append(job)
 
     def _start_run(self, job: Job) -> None:
-        self._free_slots -= 1
         self._runs.start(self._run(job), name=f"aioack-run-{job.context.id}")
+        self._free_slots -= 1  # after: a start that raised (a closed loop) takes no slot
 
     def _run_done(self, run: asyncio.Task[None]) -> None:
         self._free_slots += 1
