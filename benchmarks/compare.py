@@ -325,7 +325,7 @@ def _summarize_system(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out["io"] = {**_medians(io, "efficiency", "wall_s"), "ideal_s": io[0]["ideal_s"]}
     held = [r["memory"] for r in runs if "memory" in r]
     if held:
-        out["memory"] = _medians(held, "kib_per_task", "idle_mib", "held_mib")
+        out["memory"] = _medians(held, "kib_per_task", "idle_mib", "idle_at_n_mib", "held_mib")
     for k in SCALING_PROCESSES:
         rates = [r[f"scaling_{k}"] for r in runs if f"scaling_{k}" in r]
         if rates:

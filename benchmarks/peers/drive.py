@@ -103,8 +103,10 @@ async def _saq() -> AsyncIterator[Sender]:
     from benchmarks.peers.apps.saq_app import queue
 
     await queue.connect()
+    # SAQ cancels a job after 10 s by default; the memory scenario's wait until released.
+    options = {"timeout": 0} if os.environ.get("BENCH_MODE") == "hold" else {}
     try:
-        yield Sender(lambda: queue.enqueue("noop"))
+        yield Sender(lambda: queue.enqueue("noop", **options))
     finally:
         await queue.disconnect()
 

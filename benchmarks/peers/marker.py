@@ -18,7 +18,7 @@ Every app's task body is ``if marker.WAITS: await marker.wait()`` (threads:
   the window starts when the first run starts.
 - ``hold`` (memory): the first run passes (the warm-up: it pushes to
   ``BENCH_KEY:warm``); the others wait, and the one that makes ``BENCH_N - 1``
-  waiting sets ``BENCH_KEY:held``; all are let go once ``BENCH_KEY:release``
+  wait at the same time sets ``BENCH_KEY:held``; all are let go once ``BENCH_KEY:release``
   exists (polled every 0.1 s by one coroutine). asyncio bodies only.
 - ``shared`` (scaling, several worker processes): a start gate first, so no
   process drains the backlog while the others are still starting: each
@@ -145,24 +145,30 @@ def wait_sync() -> None:
 
 # -- hold (memory) ------------------------------------------------------------------
 
-_held = 0
+_calls = 0
+_waiting = 0
 _release: asyncio.Event | None = None
 _keep: set[asyncio.Task[None]] = set()
 
 
 async def _hold() -> None:
-    global _held, _release
-    _held += 1
-    if _held == 1:  # the warm-up: the worker is up and has run one task
+    global _calls, _waiting, _release
+    _calls += 1
+    if _calls == 1:  # the warm-up: the worker is up and has run one task
         _redis().rpush(f"{_KEY}:warm", "1")
         return
     if _release is None:
         _release = asyncio.Event()
         poller = asyncio.ensure_future(_poll_release(_release))
         _keep.add(poller)
-    if _held == _N:  # the warm-up and N - 1 waiting
-        _redis().set(f"{_KEY}:held", "1", ex=3600)
-    await _release.wait()
+    # Runs waiting now, not calls: a run a system cancels (a job timeout) stops counting.
+    _waiting += 1
+    try:
+        if _waiting == _N - 1:  # all but the warm-up
+            _redis().set(f"{_KEY}:held", "1", ex=3600)
+        await _release.wait()
+    finally:
+        _waiting -= 1
 
 
 async def _poll_release(release: asyncio.Event) -> None:

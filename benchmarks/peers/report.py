@@ -94,7 +94,7 @@ def _new_goals(results: dict[str, Any]) -> list[str]:
     ours, raw = flow.get("aioack-redis", {}), flow.get("raw-redis", {})
     if "batch" in ours and "batch" in raw:
         ratio = ours["batch"]["tasks_per_s"]["median"] / raw["batch"]["tasks_per_s"]["median"]
-        judged.append("flow")
+        judged.append("enqueue and consume at once (Redis)")
         lines.append(
             f"- Enqueue and consume at once (Redis, batch enqueue) ≥ 50 % of the raw loop: "
             f"**{ratio:.0%}**, {'met' if ratio >= 0.5 else 'missed'}."
@@ -102,7 +102,7 @@ def _new_goals(results: dict[str, Any]) -> list[str]:
     io = results.get("io", {})
     if "aioack-redis" in io:
         eff = io["aioack-redis"]["efficiency"]["median"]
-        judged.append("io")
+        judged.append("I/O-bound (Redis)")
         lines.append(
             f"- I/O-bound efficiency ≥ 0.9 on Redis: **{eff:.2f}**, "
             f"{'met' if eff >= 0.9 else 'missed'}."
@@ -126,7 +126,8 @@ def _new_goals(results: dict[str, Any]) -> list[str]:
             f"- ≤ 3 KiB of worker memory per in-flight task: **{worst[1]:.1f} KiB** "
             f"({worst[0]}, the most of aioack's brokers), {'met' if worst[1] <= 3 else 'missed'}."
         )
-    missing = [s for s in ("flow", "io", "memory") if s not in judged]
+    wanted = ("enqueue and consume at once (Redis)", "I/O-bound (Redis)", "memory")
+    missing = [s for s in wanted if s not in judged]
     if missing:
         lines.append(f"- Not judged by this run (not measured): {', '.join(missing)}.")
     return lines
@@ -148,7 +149,8 @@ def render(results: dict[str, Any], source: Path) -> str:
         "    python benchmarks/compare.py" + (" --quick" if quick else ""),
         "",
         f"**{results['date'][:10]}, {kind} ({results['backlog_tasks']:,}-task backlog, "
-        f"{results['reps']} interleaved repetitions, medians and min-max).**{flag} "
+        f"{results['reps']} interleaved repetition{'s' if results['reps'] > 1 else ''}, "
+        f"medians and min-max).**{flag} "
         f"Load average {m['loadavg_start'][0]:.2f} at the start, "
         f"{m['loadavg_end'][0]:.2f} at the end: the machine is shared.",
         "",
@@ -178,8 +180,8 @@ def render(results: dict[str, Any], source: Path) -> str:
         if broker is None and _broker(name) != "sqlite":
             in_broker = "not measured"
         out.append(
-            f"| {name} | **{rate['median']:,.0f}** ({rate['min']:,.0f}-{rate['max']:,.0f}) "
-            f"| {cpu['median']:.0f} ({cpu['min']:.0f}-{cpu['max']:.0f}) | {in_broker} "
+            f"| {name} | {sections.range_of(rate, ',.0f')} "
+            f"| {sections.range_of(cpu, '.0f').replace('**', '')} | {in_broker} "
             f"| {ratio} | {setting} |"
         )
     out += [

@@ -193,21 +193,23 @@ def io_bound(system: System, n: int, scratch: Path) -> dict[str, float]:
 
 def memory(system: System, n: int, scratch: Path) -> dict[str, float]:
     """Worker RSS (the process and its children) with ``n`` runs waiting at once, minus
-    the same worker's RSS once it has run one task: KiB per task in flight."""
+    the RSS of the same system's worker at its no-op settings once it has run one
+    task: KiB per task in flight. (Not minus the RSS of the worker set up for ``n``:
+    a system that sets up per-slot state before any task, SAQ's connection and
+    coroutine per slot, would hide it there.)"""
     if system.family in THREADED:
         raise NotApplicable(f"a thread per running task: {n:,} in flight would take {n:,} threads")
-    queue, key = _names()
+    idle = _warm_rss(system, scratch, Load(), n)
     load = Load(n, n)
-    mode = {"BENCH_MODE": "hold", "BENCH_N": str(n + 1), "BENCH_KEY": key}
-    run_env = env(system, queue, scratch, load, **mode)
+    queue, key = _names()
+    run_env = env(
+        system, queue, scratch, load, BENCH_MODE="hold", BENCH_N=str(n + 1), BENCH_KEY=key
+    )
     with (
         _clean(system, run_env) as marks,
         _workers(system, queue, run_env, scratch, load) as workers,
     ):
-        drive(system, run_env, "enqueue", "1", "--single", timeout_s=60)
-        _wait_for("the warm-up", lambda: marks.lpop(f"{key}:warm"), workers, 60)
-        time.sleep(1.0)  # let start-up settle
-        idle = tree_rss_kib(workers[0].pid)
+        idle_at_n = _warmed(system, run_env, marks, key, workers)
         drive(system, run_env, "enqueue", str(n), timeout_s=60 + n / 50)
         _wait_for("all in flight", lambda: marks.get(f"{key}:held"), workers, 60 + n / 100)
         time.sleep(1.0)
@@ -217,8 +219,32 @@ def memory(system: System, n: int, scratch: Path) -> dict[str, float]:
     return {
         "kib_per_task": (held - idle) / n,
         "idle_mib": idle / 1024,
+        "idle_at_n_mib": idle_at_n / 1024,
         "held_mib": held / 1024,
     }
+
+
+def _warm_rss(system: System, scratch: Path, load: Load, n: int) -> int:
+    """KiB of a worker with ``load`` once it has run one task (then stopped)."""
+    queue, key = _names()
+    run_env = env(
+        system, queue, scratch, load, BENCH_MODE="hold", BENCH_N=str(n + 1), BENCH_KEY=key
+    )
+    with (
+        _clean(system, run_env) as marks,
+        _workers(system, queue, run_env, scratch, load) as workers,
+    ):
+        return _warmed(system, run_env, marks, key, workers)
+
+
+def _warmed(
+    system: System, run_env: dict[str, str], marks: redis.Redis, key: str, workers: list[Any]
+) -> int:
+    """Send the warm-up run, wait for it, let start-up settle: the worker's KiB."""
+    drive(system, run_env, "enqueue", "1", "--single", timeout_s=60)
+    _wait_for("the warm-up", lambda: marks.lpop(f"{key}:warm"), workers, 60)
+    time.sleep(1.0)
+    return tree_rss_kib(workers[0].pid)
 
 
 # -- scaling ---------------------------------------------------------------------------

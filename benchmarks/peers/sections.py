@@ -15,8 +15,10 @@ def _broker(name: str) -> str:
     return "rabbitmq" if "rabbitmq" in name else "sqlite" if "sqlite" in name else "redis"
 
 
-def _range(got: dict[str, float], spec: str) -> str:
-    return f"**{got['median']:{spec}}** ({got['min']:{spec}}-{got['max']:{spec}})"
+def range_of(got: dict[str, float], spec: str) -> str:
+    """The median in bold, then min-max (left out when they are the same: one run)."""
+    spread = f" ({got['min']:{spec}}-{got['max']:{spec}})" if got["min"] != got["max"] else ""
+    return f"**{got['median']:{spec}}**{spread}"
 
 
 def _absent(results: dict[str, Any], scenario: str, name: str) -> str:
@@ -55,7 +57,7 @@ def flow(results: dict[str, Any]) -> list[str]:
         for kind in ("single", "batch"):
             if kind in got:
                 sent = got[kind]["enqueue_per_s"]["median"]
-                cells.append(f"{_range(got[kind]['tasks_per_s'], ',.0f')} ({sent:,.0f}/s sent)")
+                cells.append(f"{range_of(got[kind]['tasks_per_s'], ',.0f')} ({sent:,.0f}/s sent)")
             else:
                 cells.append("(no batch API)")
         raw = found.get(RAW.get(_broker(name), ""), {}).get("batch")
@@ -97,7 +99,7 @@ def io_bound(results: dict[str, Any]) -> list[str]:
         if raw and not name.startswith("raw"):
             ratio = f"{got['efficiency']['median'] / raw['efficiency']['median']:.0%}"
         out.append(
-            f"| {name} | {_range(got['efficiency'], '.2f')} | {got['wall_s']['median']:.2f} "
+            f"| {name} | {range_of(got['efficiency'], '.2f')} | {got['wall_s']['median']:.2f} "
             f"| {ratio} |"
         )
     return out
@@ -113,20 +115,26 @@ def memory(results: dict[str, Any]) -> list[str]:
         "### Memory with tasks in flight",
         "",
         f"{n:,} runs in flight at once in one worker process (each waits until released; "
-        f"concurrency and prefetch {n:,}), the worker's RSS (VmRSS of the process and its "
-        "children, /proc) minus its RSS after one run, per task.",
+        f"concurrency and prefetch {n:,}): the worker's RSS (VmRSS of the process and its "
+        "children, /proc) minus the RSS of the same system's worker at its no-op settings "
+        "(c=50) after one run, per task. The idle worker set up for "
+        f"{n:,} is shown too: a system that sets up state per slot before any task runs "
+        "(SAQ: a coroutine and a Redis connection per slot) has it there.",
         "",
-        "| system | KiB per task in flight | idle MiB | held MiB |",
-        "|---|---|---|---|",
+        "| system | KiB per task in flight | idle MiB (c=50) | idle MiB (set up for "
+        f"{n:,}) | held MiB |",
+        "|---|---|---|---|---|",
     ]
     for name in results["settings"]:
         got = found.get(name)
         if not got:
-            out.append(f"| {name} | {_absent(results, 'memory', name)} | | |")
+            out.append(f"| {name} | {_absent(results, 'memory', name)} | | | |")
             continue
+        at_n = got.get("idle_at_n_mib", {}).get("median")
         out.append(
-            f"| {name} | {_range(got['kib_per_task'], '.1f')} | "
-            f"{got['idle_mib']['median']:.0f} | {got['held_mib']['median']:.0f} |"
+            f"| {name} | {range_of(got['kib_per_task'], '.1f')} | "
+            f"{got['idle_mib']['median']:.0f} | {'' if at_n is None else f'{at_n:.0f}'} "
+            f"| {got['held_mib']['median']:.0f} |"
         )
     return out
 
@@ -157,7 +165,7 @@ def scaling(results: dict[str, Any]) -> list[str]:
         if not got:
             out.append(f"| {name} | {_absent(results, 'scaling', name)} |" + " |" * len(counts))
             continue
-        cells = [_range(got[str(k)], ",.0f") if str(k) in got else "failed" for k in counts]
+        cells = [range_of(got[str(k)], ",.0f") if str(k) in got else "failed" for k in counts]
         ratio = ""
         if "1" in got and str(counts[-1]) in got:
             ratio = f"{got[str(counts[-1])]['median'] / got['1']['median']:.2f}x"

@@ -122,7 +122,7 @@ SYSTEMS = [
     System("dramatiq-redis", "dramatiq", "redis", "ack after run, 1 process x 8 threads"),
     System("taskiq-redis", "taskiq", "redis", "RedisStreamBroker, ack when_executed, 50 async"),
     System("arq", "arq", "redis", "max_jobs=50, keep_result=0, poll_delay 0.5 s (default)"),
-    System("saq", "saq", "redis", "concurrency=50"),
+    System("saq", "saq", "redis", "concurrency=50, Redis pool concurrency + 100"),
     System("streaq", "streaq", "redis", "concurrency=50, prefetch=100, ack after run"),
     System("aioack-rabbitmq", "aioack", "rabbitmq", "quorum queue, confirms, late ack, c=50"),
     System("raw-rabbitmq", "raw", "rabbitmq", "aio-pika, quorum queue, qos 100, ack each"),
@@ -183,11 +183,12 @@ def start_worker(
 
 def stop(workers: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM to each worker's process group (it may have forked), all at once so
-    their shutdowns overlap; SIGKILL to any still running 10 s later."""
+    their shutdowns overlap; SIGKILL to any still running 3 s later (the figures are
+    taken by then, and some CLIs take 10 s to exit: taskiq's process manager)."""
     running = [w for w in workers if w.poll() is None]
     for worker in running:
         os.killpg(worker.pid, 15)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 3
     for worker in running:
         try:
             worker.wait(max(0.0, deadline - time.monotonic()))
