@@ -78,9 +78,11 @@ TOOLS = ["matplotlib", "psutil"]
 BUSY_LIMIT = 0.20
 SCENARIOS = ("backlog", "latency", "flow", "io", "memory", "scaling", "enqueue")
 SCALING_PROCESSES = (1, 2, 4)
-#: Scaling costs three backlogs per system: aioack, the raw loops and the issue's
-#: two closest peers by default; --scaling-all for every system.
+#: Scaling costs three backlogs and seven worker starts per system: aioack, the raw
+#: loops and the issue's two closest peers by default (--quick: aioack and the raw
+#: loops); --scaling-all for every system.
 SCALING_FAMILIES = {"aioack", "raw", "dramatiq", "taskiq"}
+SCALING_FAMILIES_QUICK = {"aioack", "raw"}
 
 
 # -- the peers' virtualenv ----------------------------------------------------
@@ -216,17 +218,20 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def _attempt(got: dict[str, Any], scenario: str, run: Callable[[], Any]) -> None:
     """``got[scenario] = run()``; a failure under ``errors``, a system that cannot under
-    ``not_applicable``: never a figure."""
+    ``not_applicable``: never a figure. Its seconds, start-ups included, under
+    ``seconds`` (what a run costs, for choosing counts)."""
+    started = time.monotonic()
     try:
         got[scenario] = run()
     except scenarios.NotApplicable as exc:
         got.setdefault("not_applicable", {})[scenario] = str(exc)
     except Exception as exc:
         got.setdefault("errors", {})[scenario] = f"{type(exc).__name__}: {exc}"
+    got.setdefault("seconds", {})[scenario] = round(time.monotonic() - started, 1)
 
 
 def one_rep(
-    system: System, chosen: set[str], counts: Counts, scratch: Path, scaling_all: bool
+    system: System, chosen: set[str], counts: Counts, scratch: Path, scaling: set[str] | None
 ) -> dict[str, Any]:
     """Every chosen per-system scenario of one system, once."""
     got: dict[str, Any] = {}
@@ -247,7 +252,7 @@ def one_rep(
     if "memory" in chosen:
         _attempt(got, "memory", lambda: scenarios.memory(system, counts.memory, scratch))
     if "scaling" in chosen:
-        if scaling_all or system.family in SCALING_FAMILIES:
+        if scaling is None or system.family in scaling:
             for k in SCALING_PROCESSES:
                 _attempt(
                     got,
@@ -336,6 +341,9 @@ def _summarize_system(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def measure(args: argparse.Namespace, systems: list[System], notes: list[str]) -> dict[str, Any]:
     counts = Counts.of(args.quick)
     chosen = set(args.scenarios)
+    scaling = None if args.scaling_all else SCALING_FAMILIES
+    if args.quick and not args.scaling_all:
+        scaling = SCALING_FAMILIES_QUICK
     scratch = Path(tempfile.mkdtemp(prefix="aioack-compare-"))
     started_load, started = os.getloadavg(), time.monotonic()
     probes = [cpu_probe()]
@@ -343,7 +351,7 @@ def measure(args: argparse.Namespace, systems: list[System], notes: list[str]) -
     for rep in range(args.reps):
         order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
         for system in order:
-            got = one_rep(system, chosen, counts, scratch, args.scaling_all)
+            got = one_rep(system, chosen, counts, scratch, scaling)
             print(f"rep {rep + 1} {system.name:18} {json.dumps(got)}", flush=True)
             raw[system.name].append(got)
         probes.append(cpu_probe())
