@@ -209,7 +209,7 @@ class Counts:
             return cls(
                 backlog=2_000, latency=100, enqueue=1_000, flow=2_000, io=2_500, memory=2_000
             )
-        return cls(backlog=20_000, latency=300, enqueue=5_000, flow=20_000, io=5_000, memory=10_000)
+        return cls(backlog=20_000, latency=300, enqueue=5_000, flow=10_000, io=5_000, memory=10_000)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -262,7 +262,7 @@ def one_rep(
         else:
             got["not_applicable"] = {
                 **got.get("not_applicable", {}),
-                "scaling": "not measured, to keep the run short (--scaling-all measures it)",
+                "scaling": "not measured to keep the run short; --scaling-all measures it",
             }
     return got
 

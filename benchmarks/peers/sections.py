@@ -160,8 +160,11 @@ def scaling(results: dict[str, Any]) -> list[str]:
         + f" | {counts[-1]} / 1 |",
         "|---|" + "---|" * (len(counts) + 1),
     ]
+    skipped = results.get("not_applicable", {}).get("scaling", {})
     for name in results["settings"]:
         got = found.get(name)
+        if not got and name in skipped:
+            continue  # listed under the table, with the reason
         if not got:
             out.append(f"| {name} | {_absent(results, 'scaling', name)} |" + " |" * len(counts))
             continue
@@ -170,4 +173,7 @@ def scaling(results: dict[str, Any]) -> list[str]:
         if "1" in got and str(counts[-1]) in got:
             ratio = f"{got[str(counts[-1])]['median'] / got['1']['median']:.2f}x"
         out.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+    for why in sorted(set(skipped.values())):
+        names = ", ".join(n for n, w in skipped.items() if w == why)
+        out += ["", f"Not in this table ({why}): {names}."]
     return out
