@@ -2,6 +2,7 @@
 
     python -m benchmarks.peers.drive enqueue FAMILY N [--single]
     python -m benchmarks.peers.drive latency FAMILY N KEY
+    python -m benchmarks.peers.drive flow FAMILY N READY_KEY [--single]
     python -m benchmarks.peers.drive reset FAMILY
 
 with BENCH_BROKER_URL and BENCH_QUEUE set. ``enqueue`` sends N runs through
@@ -9,7 +10,9 @@ the system's own client (its batch API where it has one, unless
 ``--single``) and prints the rate (messages/s, the loop only: imports and
 connecting excluded) as JSON. ``latency`` sends N runs one after another,
 each once the one before has ended, and prints each one's seconds from
-send to end.
+send to end. ``flow`` (enqueue and consume at once) sends one run, waits
+until the worker has run it (its first run pushes to READY_KEY), then sends N
+as ``enqueue`` does and prints the wall-clock time it started at.
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ async def _saq() -> AsyncIterator[Sender]:
     from benchmarks.peers.apps.saq_app import queue
 
     await queue.connect()
+    # SAQ cancels a job after 10 s by default; the memory scenario's wait until released.
+    options = {"timeout": 0} if os.environ.get("BENCH_MODE") == "hold" else {}
     try:
-        yield Sender(lambda: queue.enqueue("noop"))
+        yield Sender(lambda: queue.enqueue("noop", **options))
     finally:
         await queue.disconnect()
 
@@ -143,15 +148,35 @@ BATCH = {"aioack": 10_000}
 async def enqueue(family: str, n: int, single: bool) -> float:
     """Seconds to send ``n`` runs (set-up excluded): one call each, or the batch API."""
     async with SENDERS[family]() as sender:
-        started = time.perf_counter()
-        if single or sender.many is None:
-            for _ in range(n):
-                await sender.one()
-        else:
-            step = BATCH.get(family, 500)
-            for offset in range(0, n, step):
-                await sender.many(min(step, n - offset))
-        return time.perf_counter() - started
+        return await _send(sender, family, n, single)
+
+
+async def _send(sender: Sender, family: str, n: int, single: bool) -> float:
+    started = time.perf_counter()
+    if single or sender.many is None:
+        for _ in range(n):
+            await sender.one()
+    else:
+        step = BATCH.get(family, 500)
+        for offset in range(0, n, step):
+            await sender.many(min(step, n - offset))
+    return time.perf_counter() - started
+
+
+async def flow(family: str, n: int, ready_key: str, single: bool) -> dict[str, float]:
+    """One warm-up run, waited for (the worker is up); then ``n`` sent while it consumes.
+    The wall-clock start of those ``n`` and their enqueue rate."""
+    from redis.asyncio import Redis
+
+    marks = Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    async with SENDERS[family]() as sender:
+        await sender.one()
+        if await marks.blpop([ready_key], timeout=60) is None:
+            raise TimeoutError("the worker did not run the warm-up within 60 s")
+        await marks.aclose()
+        started = time.time()
+        elapsed = await _send(sender, family, n, single)
+    return {"started_epoch": started, "enqueue_per_s": n / elapsed}
 
 
 async def latency(family: str, n: int, key: str) -> list[float]:
@@ -213,6 +238,9 @@ def main(argv: list[str]) -> None:
         asyncio.run(reset(family))
         return
     n = int(argv[2])
+    if command == "flow":
+        print(json.dumps(asyncio.run(flow(family, n, argv[3], "--single" in argv))))
+        return
     if command == "latency":
         print(json.dumps({"latency_s": asyncio.run(latency(family, n, argv[3]))}))
         return

@@ -1,6 +1,9 @@
 """The physical limit on RabbitMQ: one aio-pika consumer, basic.qos(prefetch), the
 no-op body and one ack per message, on a quorum queue as aioack's.
 ``python -m benchmarks.peers.raw_pika``.
+
+When the body waits (the I/O-bound and memory scenarios), each message runs
+in its own asyncio task; the prefetch (BENCH_PREFETCH) bounds how many at once.
 """
 
 import asyncio
@@ -24,8 +27,20 @@ async def main() -> None:
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=PREFETCH)
     queue = await channel.declare_queue(QUEUE, durable=True, arguments=ARGUMENTS)
+    running: set[asyncio.Task[None]] = set()
+
+    async def run(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        await marker.wait()
+        marker.done()
+        await message.ack()
+
     async with queue.iterator() as messages:
         async for message in messages:
+            if marker.WAITS:
+                task = asyncio.create_task(run(message))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                continue
             marker.done()
             await message.ack()
 

@@ -1,5 +1,9 @@
 """The physical limit on Redis: one redis-py loop, XREADGROUP COUNT <prefetch>, one
 pipelined XACK per batch, the no-op body per entry. ``python -m benchmarks.peers.raw_redis``.
+
+When the body waits (the I/O-bound and memory scenarios), the same loop starts
+an asyncio task per entry, at most BENCH_CONCURRENCY at once, and one acker
+task XACKs the ended entries together.
 """
 
 import asyncio
@@ -18,6 +22,9 @@ URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 STREAM = os.environ.get("BENCH_QUEUE", "bench-raw")
 GROUP = "g"
 PREFETCH = int(os.environ.get("BENCH_PREFETCH", "100"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
+#: One name per process, so the scaling scenario's processes are separate consumers.
+CONSUMER = f"c-{os.getpid()}"
 
 
 def noop() -> None:
@@ -28,14 +35,58 @@ async def main() -> None:
     client = Redis.from_url(URL)
     with contextlib.suppress(ResponseError):  # BUSYGROUP: the producer made it
         await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    if marker.WAITS:
+        await concurrent(client)
     while True:
-        reply = await client.xreadgroup(GROUP, "c", {STREAM: ">"}, count=PREFETCH, block=100)
+        reply = await client.xreadgroup(GROUP, CONSUMER, {STREAM: ">"}, count=PREFETCH, block=100)
         for _, entries in reply or []:
             for _entry_id, _fields in entries:
                 noop()
             pipe = client.pipeline(transaction=False)
             pipe.xack(STREAM, GROUP, *[entry_id for entry_id, _ in entries])
             await pipe.execute()
+
+
+async def concurrent(client: Redis) -> None:
+    """A task per entry (the body waits), up to CONCURRENCY; ended entries acked together."""
+    ended: list[bytes] = []
+    room, ack_due = asyncio.Event(), asyncio.Event()
+    room.set()
+    running: set[asyncio.Task[None]] = set()
+
+    async def run(entry_id: bytes) -> None:
+        await marker.wait()
+        marker.done()
+        ended.append(entry_id)
+        ack_due.set()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        room.set()
+
+    async def acker() -> None:
+        while True:
+            await ack_due.wait()
+            ack_due.clear()
+            ids = ended[:]
+            del ended[: len(ids)]
+            await client.xack(STREAM, GROUP, *ids)
+
+    acking = asyncio.create_task(acker())
+    while not acking.done():
+        await room.wait()
+        free = CONCURRENCY - len(running)
+        reply = await client.xreadgroup(
+            GROUP, CONSUMER, {STREAM: ">"}, count=min(PREFETCH, free), block=100
+        )
+        for _, entries in reply or []:
+            for entry_id, _fields in entries:
+                task = asyncio.create_task(run(entry_id))
+                running.add(task)
+                task.add_done_callback(finished)
+        if len(running) >= CONCURRENCY:
+            room.clear()
+    acking.result()  # the acker failed: raise its error
 
 
 @asynccontextmanager

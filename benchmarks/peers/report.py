@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peers import charts, sections
+
 BENCH = Path(__file__).resolve().parents[1]
 RESULTS_MD = BENCH / "RESULTS.md"
-CHARTS = BENCH / "charts"
 START, END = "<!-- compare:start -->", "<!-- compare:end -->"
 RAW = {"redis": "raw-redis", "rabbitmq": "raw-rabbitmq"}
 
@@ -28,7 +29,7 @@ def write(results: dict[str, Any], source: Path) -> None:
         at = text.index("\n## ")
         text = text[:at] + "\n" + section + "\n" + text[at:]
     RESULTS_MD.write_text(text)
-    charts(results)
+    charts.draw(results)
 
 
 def _broker(name: str) -> str:
@@ -83,10 +84,52 @@ def goals(results: dict[str, Any]) -> list[str]:
                 f"- p50 latency ≤ 1.0 ms on {broker}: **{lat['p50']:.2f} ms**, "
                 f"{'met' if lat['p50'] <= 1.0 else 'missed'}."
             )
-    lines.append(
-        "- Not judged by this run (scenarios not built yet): "
-        "≤ 3 KiB per in-flight task, enqueue-and-consume ≥ 50 % of raw, I/O-bound efficiency."
-    )
+    return lines + _new_goals(results)
+
+
+def _new_goals(results: dict[str, Any]) -> list[str]:
+    """The goals of the enqueue-and-consume, I/O-bound and memory scenarios."""
+    lines, judged = [], []
+    flow = results.get("flow", {})
+    ours, raw = flow.get("aioack-redis", {}), flow.get("raw-redis", {})
+    if "batch" in ours and "batch" in raw:
+        ratio = ours["batch"]["tasks_per_s"]["median"] / raw["batch"]["tasks_per_s"]["median"]
+        judged.append("enqueue and consume at once (Redis)")
+        lines.append(
+            f"- Enqueue and consume at once (Redis, batch enqueue) ≥ 50 % of the raw loop: "
+            f"**{ratio:.0%}**, {'met' if ratio >= 0.5 else 'missed'}."
+        )
+    io = results.get("io", {})
+    if "aioack-redis" in io:
+        eff = io["aioack-redis"]["efficiency"]["median"]
+        judged.append("I/O-bound (Redis)")
+        lines.append(
+            f"- I/O-bound efficiency ≥ 0.9 on Redis: **{eff:.2f}**, "
+            f"{'met' if eff >= 0.9 else 'missed'}."
+        )
+    if "aioack-rabbitmq" in io and "raw-rabbitmq" in io:
+        eff = io["aioack-rabbitmq"]["efficiency"]["median"]
+        raw_eff = io["raw-rabbitmq"]["efficiency"]["median"]
+        lines.append(
+            f"- I/O-bound efficiency ≥ raw on RabbitMQ: **{eff:.2f}** against {raw_eff:.2f}, "
+            f"{'met' if eff >= raw_eff else 'missed'}."
+        )
+    held = [
+        (n, v["kib_per_task"]["median"])
+        for n, v in results.get("memory", {}).items()
+        if n.startswith("aioack")
+    ]
+    if held:
+        judged.append("memory")
+        worst = max(held, key=lambda item: item[1])
+        lines.append(
+            f"- ≤ 3 KiB of worker memory per in-flight task: **{worst[1]:.1f} KiB** "
+            f"({worst[0]}, the most of aioack's brokers), {'met' if worst[1] <= 3 else 'missed'}."
+        )
+    wanted = ("enqueue and consume at once (Redis)", "I/O-bound (Redis)", "memory")
+    missing = [s for s in wanted if s not in judged]
+    if missing:
+        lines.append(f"- Not judged by this run (not measured): {', '.join(missing)}.")
     return lines
 
 
@@ -106,7 +149,8 @@ def render(results: dict[str, Any], source: Path) -> str:
         "    python benchmarks/compare.py" + (" --quick" if quick else ""),
         "",
         f"**{results['date'][:10]}, {kind} ({results['backlog_tasks']:,}-task backlog, "
-        f"{results['reps']} interleaved repetitions, medians and min-max).**{flag} "
+        f"{results['reps']} interleaved repetition{'s' if results['reps'] > 1 else ''}, "
+        f"medians and min-max).**{flag} "
         f"Load average {m['loadavg_start'][0]:.2f} at the start, "
         f"{m['loadavg_end'][0]:.2f} at the end: the machine is shared.",
         "",
@@ -119,21 +163,33 @@ def render(results: dict[str, Any], source: Path) -> str:
         "",
         "### No-op backlog, one worker process",
         "",
-        "| system | tasks/s | worker CPU µs/task | / raw (same broker) | settings |",
-        "|---|---|---|---|---|",
+        "| system | tasks/s | worker CPU µs/task | broker CPU µs/task | / raw (same broker) "
+        "| settings |",
+        "|---|---|---|---|---|---|",
     ]
     for name, setting in results["settings"].items():
         got = results["backlog"].get(name)
-        if not got:
-            out.append(f"| {name} | failed | | | {setting} |")
+        if not got or "tasks_per_s" not in got:
+            out.append(f"| {name} | failed | | | | {setting} |")
             continue
         rate, cpu = got["tasks_per_s"], got["cpu_us_per_task"]
         raw = _med(results, RAW.get(_broker(name), ""))
         ratio = f"{rate['median'] / raw:.0%}" if raw and not name.startswith("raw") else ""
+        broker = got.get("broker_cpu_us_per_task")
+        in_broker = f"{broker['median']:.1f}" if broker else "n/a (no broker process)"
+        if broker is None and _broker(name) != "sqlite":
+            in_broker = "not measured"
         out.append(
-            f"| {name} | **{rate['median']:,.0f}** ({rate['min']:,.0f}-{rate['max']:,.0f}) "
-            f"| {cpu['median']:.0f} ({cpu['min']:.0f}-{cpu['max']:.0f}) | {ratio} | {setting} |"
+            f"| {name} | {sections.range_of(rate, ',.0f')} "
+            f"| {sections.range_of(cpu, '.0f').replace('**', '')} | {in_broker} "
+            f"| {ratio} | {setting} |"
         )
+    out += [
+        "",
+        "Broker CPU: the CPU time of the broker's own process (redis-server, RabbitMQ's "
+        "beam.smp; every thread's /proc schedstat) over the same window as the worker's, "
+        "per task. It includes whatever else the shared broker served meanwhile.",
+    ]
     timed = [n for n in results["settings"] if "latency_ms" in results["backlog"].get(n, {})]
     if timed:
         out += [
@@ -167,50 +223,14 @@ def render(results: dict[str, Any], source: Path) -> str:
         for name, rates in results["enqueue"].items():
             batch = f"{rates['batch']:,.0f}" if "batch" in rates else "(none)"
             out.append(f"| {name} | {rates['single']:,.0f} | {batch} |")
+    out += sections.render(results)
     out += ["", "### The goals of issue 13 this run can judge", "", *goals(results)]
     versions = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
     out += ["", f"Versions: {versions}."]
     if results["notes"]:
         out += ["", "Notes:", "", *(f"- {note}" for note in results["notes"])]
-    out += [
-        "",
-        "![no-op tasks/s](charts/noop_tasks_per_s.png)",
-        "![worker CPU per task](charts/noop_cpu_us_per_task.png)",
-        END,
-    ]
+    out += ["", *(f"![{alt}](charts/{file}.png)" for file, alt in charts.drawn(results)), END]
     return "\n".join(out) + "\n"
-
-
-def charts(results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    CHARTS.mkdir(exist_ok=True)
-    names = [n for n in results["settings"] if n in results["backlog"]]
-    colors = [
-        "tab:green" if n.startswith("aioack") else "tab:gray" if n.startswith("raw") else "tab:blue"
-        for n in names
-    ]
-    when = f"{results['date'][:10]}{', quick run' if results['quick'] else ''}"
-    if results["busy"]:
-        when += ", busy machine"
-    for what, label, file in (
-        ("tasks_per_s", "no-op tasks/s, one worker process (higher is better)", "noop_tasks_per_s"),
-        ("cpu_us_per_task", "worker CPU µs per task (lower is better)", "noop_cpu_us_per_task"),
-    ):
-        med = [results["backlog"][n][what]["median"] for n in names]
-        low = [m - results["backlog"][n][what]["min"] for n, m in zip(names, med, strict=True)]
-        high = [results["backlog"][n][what]["max"] - m for n, m in zip(names, med, strict=True)]
-        fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.2))
-        ax.barh(names, med, xerr=[low, high], color=colors, capsize=3)
-        ax.invert_yaxis()
-        ax.set_xlabel(label)
-        ax.set_title(f"aioack vs peers vs raw clients ({when})", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(CHARTS / f"{file}.png", dpi=90)
-        plt.close(fig)
 
 
 if __name__ == "__main__":

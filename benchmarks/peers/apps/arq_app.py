@@ -12,6 +12,8 @@ QUEUE = os.environ.get("BENCH_QUEUE", "bench-arq")
 
 
 async def noop(ctx: dict[str, Any]) -> None:
+    if marker.WAITS:  # the I/O-bound and memory scenarios
+        await marker.wait()
     marker.done()
 
 

@@ -1,4 +1,9 @@
-"""Celery: ``celery -A benchmarks.peers.apps.celery_app worker --pool solo``, late ack."""
+"""Celery: ``celery -A benchmarks.peers.apps.celery_app worker --pool solo``, late ack.
+
+The I/O-bound scenario runs it with ``--pool threads -c 500`` (BENCH_THREADS):
+Celery prefetches multiplier x pool size, so the multiplier is the prefetch
+over the pool size.
+"""
 
 import os
 
@@ -13,7 +18,9 @@ app.conf.update(
     task_acks_late=True,  # its reliable mode: ack after the run
     task_reject_on_worker_lost=True,
     task_ignore_result=True,
-    worker_prefetch_multiplier=int(os.environ.get("BENCH_PREFETCH", "100")),
+    worker_prefetch_multiplier=max(
+        1, int(os.environ.get("BENCH_PREFETCH", "100")) // int(os.environ.get("BENCH_THREADS", "1"))
+    ),
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
@@ -21,4 +28,6 @@ app.conf.update(
 
 @app.task(name="bench.noop")
 def noop() -> None:
+    if marker.WAITS:  # the I/O-bound scenario: a sleep in the worker's thread
+        marker.wait_sync()
     marker.done()

@@ -24,4 +24,6 @@ dramatiq.set_broker(broker)
 
 @dramatiq.actor(actor_name="bench_noop", queue_name=QUEUE, max_retries=0)
 def noop() -> None:
+    if marker.WAITS:  # the I/O-bound scenario: a sleep in the worker's thread
+        marker.wait_sync()
     marker.done()

@@ -18,4 +18,6 @@ worker = Worker(
 
 @worker.task
 async def noop() -> None:
+    if marker.WAITS:  # the I/O-bound and memory scenarios
+        await marker.wait()
     marker.done()

@@ -26,4 +26,6 @@ else:
 
 @broker.task(task_name="bench.noop")
 async def noop() -> None:
+    if marker.WAITS:  # the I/O-bound and memory scenarios
+        await marker.wait()
     marker.done()
