@@ -16,12 +16,19 @@ from aioack.results.sqlite import SQLiteResultBackend
 from tests.proxy import TcpProxy
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
 
-#: The contract suites' SQLite file, one per test session (no file in the repository).
+#: The contract suites' SQLite files, one directory per test process (no file in
+#: the repository; pytest-xdist's processes each have their own).
 _SQLITE_DIR = tempfile.mkdtemp(prefix="aioack-tests-")
 # An App that names no broker uses AIOACK_BROKER_URL, else aioack.db in the
 # current directory: in tests (and the worker processes they start) a
 # temporary file, never one in the repository. Tests of the default unset it.
-os.environ.setdefault("AIOACK_BROKER_URL", f"sqlite:///{_SQLITE_DIR}/default.db")
+# A URL set by the environment is kept; one set here by pytest-xdist's main
+# process is inherited by its test processes, and replaced: one file each.
+_OUR_DEFAULT = "AIOACK_TESTS_DEFAULT_BROKER_URL"
+if os.environ.get("AIOACK_BROKER_URL") in (None, os.environ.get(_OUR_DEFAULT)):
+    os.environ["AIOACK_BROKER_URL"] = os.environ[_OUR_DEFAULT] = (
+        f"sqlite:///{_SQLITE_DIR}/default.db"
+    )
 
 
 @dataclass(frozen=True)
