@@ -55,6 +55,18 @@ BROKER_KINDS = list(BROKERS)
 TEST_BROKER_OPTIONS = {kind: spec.options for kind, spec in BROKERS.items()}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a pytest-xdist process, skip the ``serial`` tests: they measure time or
+    memory, and tests running beside them would skew it (a second's stall of a
+    busy machine is no bug). ``-n 0`` runs them: ``.ci/run`` does, after the rest."""
+    if not hasattr(config, "workerinput"):  # one process: nothing runs beside them
+        return
+    alone = pytest.mark.skip(reason="serial: measures time or memory; run with -m serial -n 0")
+    for item in items:
+        if item.get_closest_marker("serial"):
+            item.add_marker(alone)
+
+
 def broker_url(kind: str) -> str:
     spec = BROKERS[kind]
     if not spec.in_process:
