@@ -73,7 +73,10 @@ async def test_revokes_hold_in_a_worker_started_later_and_terminate_reaches_a_ru
         await wait_until(
             lambda: "cancelled slow" in ledger.read_text(), timeout=15, message="the cancel"
         )
-        assert await running.state() is State.REVOKED
+        # Stored once the cancelled body has returned: a moment after its last line.
+        await wait_until(
+            lambda: _state_is(running.state(), State.REVOKED), timeout=10, message="REVOKED"
+        )
         assert await queued.state() is State.REVOKED
 
         # The delayed one comes due after the first worker is gone: only the
