@@ -52,7 +52,7 @@ async def test_the_figures_match_a_known_sequence_on_every_broker(
             return report["queues"][queue] == {"ready": 3, "delayed": 1, "unacked": 2, "dead": 1}
 
         # The management API's figures trail the broker by a few seconds.
-        await wait_until(as_expected, timeout=15 if broker_kind == "rabbitmq" else 2)
+        await wait_until(as_expected, timeout=15 if broker_kind == "rabbitmq" else 5)
         await consumer.close()
     finally:
         if observed is not broker:
