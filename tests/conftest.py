@@ -16,12 +16,19 @@ from aioack.results.sqlite import SQLiteResultBackend
 from tests.proxy import TcpProxy
 from tests.support import AMQP_URL, REDIS_URL, require_service, unique
 
-#: The contract suites' SQLite file, one per test session (no file in the repository).
+#: The contract suites' SQLite files, one directory per test process (no file in
+#: the repository; pytest-xdist's processes each have their own).
 _SQLITE_DIR = tempfile.mkdtemp(prefix="aioack-tests-")
 # An App that names no broker uses AIOACK_BROKER_URL, else aioack.db in the
 # current directory: in tests (and the worker processes they start) a
 # temporary file, never one in the repository. Tests of the default unset it.
-os.environ.setdefault("AIOACK_BROKER_URL", f"sqlite:///{_SQLITE_DIR}/default.db")
+# A URL set by the environment is kept; one set here by pytest-xdist's main
+# process is inherited by its test processes, and replaced: one file each.
+_OUR_DEFAULT = "AIOACK_TESTS_DEFAULT_BROKER_URL"
+if os.environ.get("AIOACK_BROKER_URL") in (None, os.environ.get(_OUR_DEFAULT)):
+    os.environ["AIOACK_BROKER_URL"] = os.environ[_OUR_DEFAULT] = (
+        f"sqlite:///{_SQLITE_DIR}/default.db"
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,18 @@ BROKERS: dict[str, BrokerUnderTest] = {
 }
 BROKER_KINDS = list(BROKERS)
 TEST_BROKER_OPTIONS = {kind: spec.options for kind, spec in BROKERS.items()}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a pytest-xdist process, skip the ``serial`` tests: they measure time or
+    memory, and tests running beside them would skew it (a second's stall of a
+    busy machine is no bug). ``-n 0`` runs them: ``.ci/run`` does, after the rest."""
+    if not hasattr(config, "workerinput"):  # one process: nothing runs beside them
+        return
+    alone = pytest.mark.skip(reason="serial: measures time or memory; run with -m serial -n 0")
+    for item in items:
+        if item.get_closest_marker("serial"):
+            item.add_marker(alone)
 
 
 def broker_url(kind: str) -> str:

@@ -45,6 +45,7 @@ def most_in_a_window(starts: list[float], window_s: float) -> int:
     return most
 
 
+@pytest.mark.serial  # measures start times and deferrals: nothing may run beside it
 async def test_a_burst_starts_no_faster_than_the_rate_across_two_workers(
     broker: Broker, results: ResultBackend, new_queue: Callable[[], str]
 ) -> None:

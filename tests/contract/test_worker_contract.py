@@ -411,6 +411,7 @@ async def test_tasks_running_at_the_shutdown_deadline_are_cancelled_and_requeued
     assert (stats.ready, stats.unacked, stats.dead) == (1, 0, 0), "never acked, handed back"
 
 
+@pytest.mark.serial  # measures the event loop's gaps: nothing may run beside it
 async def test_sync_task_runs_in_a_thread_without_blocking_the_loop(
     broker: Broker, new_queue: Callable[[], str]
 ) -> None:

@@ -52,7 +52,7 @@ async def test_the_figures_match_a_known_sequence_on_every_broker(
             return report["queues"][queue] == {"ready": 3, "delayed": 1, "unacked": 2, "dead": 1}
 
         # The management API's figures trail the broker by a few seconds.
-        await wait_until(as_expected, timeout=15 if broker_kind == "rabbitmq" else 2)
+        await wait_until(as_expected, timeout=15 if broker_kind == "rabbitmq" else 5)
         await consumer.close()
     finally:
         if observed is not broker:
@@ -139,9 +139,10 @@ async def test_a_dead_worker_ages_out(kind: str) -> None:
     broker = make_broker(kind)
     async with broker:
         record = WorkerRecord(unique("w"), "host", 1, ("q",), 1, 0, time.time(), time.time())
-        await broker.announce(record, ttl_s=0.3)
+        # 1 s: still listed when workers() asks, however busy the machine.
+        await broker.announce(record, ttl_s=1.0)
         assert record.worker_id in [w.worker_id for w in await broker.workers() or []]
-        await asyncio.sleep(0.4)  # killed: no retire, no new record
+        await asyncio.sleep(1.1)  # killed: no retire, no new record
         assert record.worker_id not in [w.worker_id for w in await broker.workers() or []]
 
 

@@ -120,8 +120,11 @@ async def test_two_schedulers_and_three_workers_fire_each_tick_once(
         await backend.aclose()
     starts = Counter(line.split()[0] for line in ledger.read_text().splitlines())
     ticks = sorted(int(task_id.rsplit(":", 1)[1]) for task_id in starts)
-    assert last is not None and ticks[-1] == round(last * 1000)
     step = round(EVERY_S * 1000)
+    # The last tick run is the last fire recorded, or the one after it: a scheduler
+    # stopped between publishing a tick and recording it leaves the record one
+    # behind (docs/periodic.md); a busy machine makes that window wider.
+    assert last is not None and ticks[-1] - round(last * 1000) in (0, step)
     expected = list(range(ticks[0], ticks[-1] + 1, step))
     assert len(expected) >= RUN_S / EVERY_S / 2, f"too few ticks fired: {len(expected)}"
     assert ticks == expected, f"ticks lost: {sorted(set(expected) - set(ticks))[:10]}"

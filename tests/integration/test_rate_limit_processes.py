@@ -22,7 +22,8 @@ from aioack.results.redis import RedisResultBackend
 from tests.conftest import broker_url, make_broker
 from tests.support import REDIS_URL, require_service, start_worker_process, unique, wait_until
 
-pytestmark = pytest.mark.integration
+# Serial: measures start rates, with a floor a busy machine would break.
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 RATE, RUNS = 20, 200
 WARM_UP_S, WINDOWS = 1.0, 5

@@ -187,6 +187,7 @@ async def _dead_count(rabbit: RabbitMQBroker, queue: str, n: int) -> bool:
     return (await rabbit.stats(queue)).dead == n
 
 
+@pytest.mark.serial  # measures how late retries come back: nothing may run beside it
 async def test_retries_wait_in_the_broker_and_come_back_on_time(
     rabbit: RabbitMQBroker, declared: str, spawn: Callable[..., WorkerProcess], log: Path
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serial,  # measures the worker's memory
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, glibc"),
 ]
 

@@ -119,6 +119,7 @@ async def test_publish_to_a_missing_queue_fails_instead_of_vanishing(
         await rabbit.delete([missing])
 
 
+@pytest.mark.serial  # measures how late delays come back: nothing may run beside it
 async def test_delays_come_back_on_time_in_due_order(
     rabbit: RabbitMQBroker, queue_name: str
 ) -> None:

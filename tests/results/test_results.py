@@ -65,6 +65,7 @@ async def test_track_started_false_skips_the_started_write(backend: ResultBacken
     assert await result.get(timeout=1) == 5
 
 
+@pytest.mark.serial  # measures how soon get() wakes: nothing may run beside it
 async def test_get_wakes_on_the_store_without_polling(
     backend: ResultBackend, results_kind: str
 ) -> None:
