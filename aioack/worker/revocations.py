@@ -78,6 +78,10 @@ class Revocations:
             try:
                 found, self._cursor = await backend.revocations_after(self._cursor, WATCH_WAIT_S)
             except BrokerError as exc:
+                # A cancel redis-py swallowed can come back as a read error (the
+                # task's stale cancel request then breaks every later read
+                # timeout): a cancelled watch must stop here, not retry for ever.
+                raise_swallowed_cancel()
                 backoff_s = min(MAX_BACKOFF_S, backoff_s * 2 or 0.1)
                 logger.warning("could not read revocations (%s); again in %.1fs", exc, backoff_s)
                 await asyncio.sleep(jittered(backoff_s))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 
@@ -120,6 +119,8 @@ async def test_a_worker_hears_revokes_again_after_the_backend_connection_was_cut
     through_proxy = RedisResultBackend(redis_proxy.url(), key_prefix=prefix)
     terminated: list[str] = []
     revocations = Revocations(through_proxy, terminated.append)
+    watching: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    watching.set_result(None)
     try:
         await revocations.load()
         watching = asyncio.ensure_future(revocations.watch())
@@ -135,9 +136,13 @@ async def test_a_worker_hears_revokes_again_after_the_backend_connection_was_cut
         assert terminated == ["before-cut", "during-cut"]
         assert not watching.done()
         watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
+        # Bounded: a cancel the client swallows must still end the loop.
+        done, _ = await asyncio.wait({watching}, timeout=10)
+        assert done, "the watch loop did not stop when cancelled"
     finally:
+        if not watching.done():  # a failed assertion above: never leave it running
+            watching.cancel()
+            await asyncio.wait({watching}, timeout=10)
         keys = [k async for k in direct.client.scan_iter(f"{prefix}:*")]
         if keys:
             await direct.client.delete(*keys)
