@@ -72,7 +72,11 @@ async def test_a_burst_starts_no_faster_than_the_rate_across_two_workers(
     # little late still takes its token), and 50 take about 2 s.
     assert most_in_a_window(starts, 1.0) <= RATE + 3, sorted(s - starts[0] for s in starts)
     assert max(starts) - min(starts) >= (BURST - 1) / RATE * 0.9
-    # Everyone at once booked a token each: sent back about once, not round and round.
+    # Everyone at once booked a token each: sent back about once, not round and
+    # round. Measured sends back for the 50: memory, Redis, SQLite 49-51;
+    # RabbitMQ 60-61, once 79 (its copies go through its delay queues, whose
+    # timing varies more); a fixed retry delay
+    # instead of booked tokens sends them back 100-300 times.
     assert set(deferrals.reasons) == {"rate_limited"}
-    assert deferrals.reasons["rate_limited"] <= BURST * 1.5, deferrals.reasons
+    assert deferrals.reasons["rate_limited"] <= BURST * 1.8, deferrals.reasons
     assert await broker.dead_letters(queue) == []
