@@ -414,8 +414,8 @@ class Worker:
 
     # Dispatch is synchronous: a job starts in the same step that checked it
     # when a slot is free, and a run's end starts the next waiting job. A
-    # dispatcher task between a queue and a semaphore cost a wake-up, a
-    # future and two awaits per run (about 3 us of a no-op task's CPU).
+    # dispatcher task between a queue and a semaphore cost an event-loop
+    # step, a future and two awaits per run.
     def _dispatch(self, job: Job) -> None:
         if self._free_slots and not self._stop.is_set():
             self._start_run(job)
